@@ -1,0 +1,44 @@
+"""nonblock: write to disk without waiting for it.
+
+``bgwrite(fileObj, data)`` returns at once; a shared HDD IO queue (two IO
+threads taking turns at the disk, one callback thread) writes the data in the
+background, in order, and records every error on the returned task.
+"""
+
+from nonblock.bgwrite import (
+    IO_PRIORITY_PROFILES,
+    BackgroundIOPriority,
+    BackgroundWriteProcess,
+    bgwrite,
+    bgwrite_chunk,
+    chunk_data,
+)
+from nonblock.hddq import (
+    ExecutionState,
+    HddQueue,
+    PredecessorFailed,
+    QueueShutdown,
+    Task,
+    default_queue,
+    is_shutdown,
+    shutdown,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackgroundIOPriority",
+    "BackgroundWriteProcess",
+    "ExecutionState",
+    "HddQueue",
+    "IO_PRIORITY_PROFILES",
+    "PredecessorFailed",
+    "QueueShutdown",
+    "Task",
+    "bgwrite",
+    "bgwrite_chunk",
+    "chunk_data",
+    "default_queue",
+    "is_shutdown",
+    "shutdown",
+]

@@ -1,0 +1,305 @@
+"""python-nonblock's background-write API, on the shared HDD queue.
+
+``bgwrite(fileObj, data)`` returns at once with a :class:`BackgroundWriteProcess`
+and the queue writes the data in the background.  The names, signatures,
+defaults and attributes are python-nonblock 4.0.1's, so old code runs
+unchanged; what happens underneath is different:
+
+* no thread per write: every write is a task on the queue's two IO threads;
+* the payload is not copied (a mutable bytearray is copied once, because the
+  caller may change it after the call);
+* ``chainAfter`` starts the write the moment its predecessor ends; a failed
+  predecessor fails its successors (``PredecessorFailed``, with the original
+  error as ``__cause__``) and they write nothing;
+* writes to the same stream land in call order and never interleave;
+* short writes and EAGAIN deliver every byte exactly once;
+* every error is recorded on the task, and ``finished`` becomes True anyway;
+* ``bandwidthPct`` p gives p percent of the unthrottled rate.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+from typing import Any, Deque, List, Optional, Sequence, Union
+
+from nonblock import _checks
+from nonblock.hddq import HddQueue, Task, default_queue
+from nonblock.priority import (
+    DEFAULT_IO_PRIORITY,
+    IO_PRIORITY_PROFILES,
+    BackgroundIOPriority,
+    resolve_priority,
+)
+from nonblock.streamjob import Block, StreamWriteJob
+
+__all__ = [
+    "BackgroundIOPriority",
+    "BackgroundWriteProcess",
+    "IO_PRIORITY_PROFILES",
+    "bgwrite",
+    "bgwrite_chunk",
+    "chunk_data",
+]
+
+Payload = Union[str, bytes, bytearray, memoryview, Sequence[Any]]
+Callback = Optional[Any]
+
+
+class BackgroundWriteProcess(Task[int]):
+    """A background write: a :class:`~nonblock.hddq.Task` whose result is the count written.
+
+    Made and started by :func:`bgwrite` and :func:`bgwrite_chunk`; build one
+    directly only to start it later with :meth:`start`.
+
+    python-nonblock's attributes are kept:
+
+    ``remainingData``
+        A deque of the chunks not yet written (computed when read).
+    ``startedWriting``
+        True once the write has begun (its predecessor, if any, is done).
+    ``finished``
+        True once nothing more will happen: the data is written (and the stream
+        closed, with ``closeWhenFinished``), or the write failed.  After a
+        failure ``exception()`` tells why.
+
+    and so are ``join(timeout=None)`` and ``is_alive()``, for code that treated
+    it as a thread.  New: ``bytes_written`` and ``total_bytes`` (characters, for
+    a text stream), ``wait(timeout=None) -> bool``, and everything a
+    :class:`concurrent.futures.Future` offers.
+    """
+
+    def __init__(
+        self,
+        fileObj: Any,
+        dataBlocks: Payload,
+        closeWhenFinished: bool = False,
+        chainAfter: Optional[BackgroundWriteProcess] = None,
+        ioPrio: Union[int, BackgroundIOPriority] = DEFAULT_IO_PRIORITY,
+        *,
+        chunkSize: Optional[int] = None,
+        fsync: bool = False,
+        queue: Optional[HddQueue] = None,
+        on_success: Callback = None,
+        on_fail: Callback = None,
+        on_end: Callback = None,
+    ) -> None:
+        profile = resolve_priority(ioPrio)
+        if chainAfter is not None and not isinstance(chainAfter, BackgroundWriteProcess):
+            raise _checks.WrongTypeError(
+                f"chainAfter must be a BackgroundWriteProcess or None, not {_checks.show(chainAfter)}"
+            )
+        if chunkSize is not None:
+            chunkSize = _checks.positive_int("chunkSize", chunkSize)
+        if queue is not None and not isinstance(queue, HddQueue):
+            raise TypeError(f"queue must be an HddQueue or None, not {_checks.show(queue)}")
+        _check_stream(fileObj, fsync)
+        blocks, is_list = _payload_blocks(dataBlocks, _stream_kind(fileObj))
+        for name, callback in (("on_success", on_success), ("on_fail", on_fail), ("on_end", on_end)):
+            if callback is not None and not callable(callback):
+                raise TypeError(f"{name} must be callable or None, not {_checks.show(callback)}")
+        super().__init__(on_success=on_success, on_fail=on_fail, on_end=on_end)
+        self.fileObj = fileObj
+        self.closeWhenFinished = bool(closeWhenFinished)
+        self.chainAfter = chainAfter
+        self.ioPrio = profile
+        if chunkSize is None and not is_list:
+            chunkSize = profile.defaultChunkSize
+        self._write_job = StreamWriteJob(
+            fileObj,
+            blocks,
+            chunk_size=chunkSize,
+            bandwidth_pct=profile.bandwidthPct,
+            smoothing=profile.numChunksRateSmoothing,
+            close_when_finished=self.closeWhenFinished,
+            fsync=bool(fsync),
+        )
+        self._target_queue = queue
+        self._started = False
+
+    def start(self) -> None:
+        """Queue the write.  bgwrite() does this; calling it twice is a RuntimeError."""
+        if self._started:
+            raise RuntimeError("a BackgroundWriteProcess can be started only once")
+        target = self._target_queue if self._target_queue is not None else default_queue()
+        target.submit_job(self._write_job, self, lane=self.fileObj, after=(self.chainAfter,))
+        self._started = True
+
+    @property
+    def remainingData(self) -> Deque[Block]:
+        """The chunks not yet written, oldest first (a snapshot)."""
+        if self.done():
+            return collections.deque()
+        return self._write_job.remaining()
+
+    @property
+    def startedWriting(self) -> bool:
+        """True once the write has begun."""
+        return self.execution_state != "CREATED"
+
+    @property
+    def finished(self) -> bool:
+        """True once nothing more will happen to this write, success or failure."""
+        return self.done()
+
+    @property
+    def bytes_written(self) -> int:
+        """How much the stream has taken so far (characters, for a text stream)."""
+        return self._write_job.written
+
+    @property
+    def total_bytes(self) -> int:
+        """How much there is to write in all (characters, for a text stream)."""
+        return self._write_job.total
+
+    def join(self, timeout: Optional[float] = None) -> None:
+        """Wait until finished or *timeout* passes, like ``Thread.join``."""
+        self.wait(timeout)
+
+    def is_alive(self) -> bool:
+        """True from start() until finished, like ``Thread.is_alive``."""
+        return self._started and not self.done()
+
+
+def bgwrite(
+    fileObj: Any,
+    data: Payload,
+    closeWhenFinished: bool = False,
+    chainAfter: Optional[BackgroundWriteProcess] = None,
+    ioPrio: Union[int, BackgroundIOPriority] = DEFAULT_IO_PRIORITY,
+    *,
+    fsync: bool = False,
+    queue: Optional[HddQueue] = None,
+    on_success: Callback = None,
+    on_fail: Callback = None,
+    on_end: Callback = None,
+) -> BackgroundWriteProcess:
+    """Write *data* to *fileObj* in the background and return at once.
+
+    *data* is a str, a bytes-like object, or a list or tuple of them.  A single
+    str or bytes payload is cut into chunks of the profile's
+    ``defaultChunkSize``; each list item is written as one chunk.  Every chunk
+    is flushed after it is written.
+
+    *closeWhenFinished* closes *fileObj* after the last chunk (also after a
+    failure).  *chainAfter* holds this write until that one has finished; if
+    it failed, this one fails too and writes nothing.  *ioPrio* is 1 (fastest)
+    to 10 (gentlest), or a :class:`BackgroundIOPriority`.
+
+    Keyword-only extras: *fsync* (fsync the descriptor after the last chunk),
+    *queue* (an :class:`~nonblock.hddq.HddQueue` other than the default), and
+    the task callbacks *on_success(count)*, *on_fail(exception)*, *on_end(task)*.
+
+    Bad arguments raise TypeError or ValueError here, naming the argument,
+    before anything is queued.  After the queue is shut down this raises
+    :class:`~nonblock.hddq.QueueShutdown`.
+    """
+    process = BackgroundWriteProcess(
+        fileObj, data, closeWhenFinished, chainAfter, ioPrio,
+        fsync=fsync, queue=queue, on_success=on_success, on_fail=on_fail, on_end=on_end,
+    )
+    process.start()
+    return process
+
+
+def bgwrite_chunk(
+    fileObj: Any,
+    data: Payload,
+    chunkSize: int,
+    closeWhenFinished: bool = False,
+    chainAfter: Optional[BackgroundWriteProcess] = None,
+    ioPrio: Union[int, BackgroundIOPriority] = DEFAULT_IO_PRIORITY,
+    *,
+    fsync: bool = False,
+    queue: Optional[HddQueue] = None,
+    on_success: Callback = None,
+    on_fail: Callback = None,
+    on_end: Callback = None,
+) -> BackgroundWriteProcess:
+    """Like :func:`bgwrite`, but cut the data into chunks of *chunkSize* (an int >= 1).
+
+    Smaller chunks reach the other side sooner and share the disk more finely,
+    at some cost in throughput.  A list payload has each item cut this way.
+    """
+    chunkSize = _checks.positive_int("chunkSize", chunkSize)
+    process = BackgroundWriteProcess(
+        fileObj, data, closeWhenFinished, chainAfter, ioPrio,
+        chunkSize=chunkSize, fsync=fsync, queue=queue,
+        on_success=on_success, on_fail=on_fail, on_end=on_end,
+    )
+    process.start()
+    return process
+
+
+def chunk_data(data: Union[str, bytes, bytearray, memoryview], chunkSize: int) -> List[Any]:
+    """Cut *data* into a list of slices of at most *chunkSize* items each.
+
+    ``chunk_data("123456789", 2) == ["12", "34", "56", "78", "9"]``
+    """
+    chunkSize = _checks.positive_int("chunkSize", chunkSize)
+    if not isinstance(data, (str, bytes, bytearray, memoryview)):
+        raise TypeError(f"data must be str or a bytes-like object, not {_checks.show(data)}")
+    return [data[start: start + chunkSize] for start in range(0, len(data), chunkSize)]
+
+
+# -- checking what the caller gave us -------------------------------------------------------
+
+_TEXT, _BINARY, _UNKNOWN = "text", "binary", "unknown"
+
+
+def _check_stream(stream: Any, fsync: Any) -> None:
+    if not callable(getattr(stream, "write", None)):
+        raise TypeError(f"fileObj must be a stream with a write() method, not {_checks.show(stream)}")
+    if getattr(stream, "closed", False) is True:
+        raise ValueError(f"fileObj is closed: {_checks.show(stream)}")
+    if fsync and not callable(getattr(stream, "fileno", None)):
+        raise ValueError(f"fsync=True needs a stream with a fileno(), not {_checks.show(stream)}")
+
+
+def _stream_kind(stream: Any) -> str:
+    """Whether *stream* takes str or bytes, when that can be known without writing."""
+    if isinstance(stream, io.TextIOBase):
+        return _TEXT
+    if isinstance(stream, (io.RawIOBase, io.BufferedIOBase)):
+        return _BINARY
+    mode = getattr(stream, "mode", None)
+    if isinstance(mode, str) and mode:
+        return _BINARY if "b" in mode else _TEXT
+    return _UNKNOWN
+
+
+def _payload_blocks(data: Any, kind: str) -> tuple[List[Block], bool]:
+    """The payload as a list of blocks, and whether the caller gave a list."""
+    if isinstance(data, (list, tuple)):
+        blocks = [_as_block(item, f"data[{index}]") for index, item in enumerate(data)]
+        is_list = True
+    else:
+        blocks = [_as_block(data, "data")]
+        is_list = False
+    has_text = any(isinstance(block, str) for block in blocks)
+    has_bytes = any(not isinstance(block, str) for block in blocks)
+    if has_text and has_bytes:
+        raise TypeError("data mixes str and bytes; a stream takes one or the other")
+    if has_text and kind == _BINARY:
+        raise TypeError(f"data is str but fileObj is a binary stream: {_checks.show(data)}")
+    if has_bytes and kind == _TEXT:
+        raise TypeError(f"data is bytes but fileObj is a text stream: {_checks.show(data)}")
+    return [block for block in blocks if len(block)], is_list
+
+
+def _as_block(item: Any, name: str) -> Block:
+    if isinstance(item, str):
+        return item
+    try:
+        view = memoryview(item)
+    except TypeError:
+        raise TypeError(
+            f"{name} must be str, a bytes-like object, or a list or tuple of them, "
+            f"not {_checks.show(item)}"
+        ) from None
+    if not view.readonly:
+        # The caller may change a mutable buffer after we return: keep our own copy.
+        return memoryview(view.tobytes())
+    if view.format != "B" or view.ndim != 1:
+        view = view.cast("B") if view.c_contiguous else memoryview(view.tobytes())
+    return view

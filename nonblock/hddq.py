@@ -1,0 +1,773 @@
+"""The HDD IO queue: two IO threads that take turns at the disk, one callback thread.
+
+Everything nonblock writes goes through an :class:`HddQueue`.  A caller submits a
+*job* (something that knows how to do its IO one step at a time) and gets back a
+:class:`Task`, a :class:`concurrent.futures.Future` that also carries
+thread_manager's execution states and callbacks.  The caller never waits.
+
+How the work moves:
+
+* A job is cut into *ops*: one turn at the disk each (one chunk written and
+  flushed, one file operation, ...).  Ready tasks wait in a round-robin deque, so a
+  small write queued behind a huge one waits for one chunk of it, not all of it.
+* Each IO thread takes the next ready task, lets the job prepare its op (slicing,
+  encoding) *without* the disk token, then takes the token, does the IO, gives the
+  token back and does the bookkeeping.  So one op touches the disk at a time while
+  the sister thread prepares the next one.
+* A job that wants to slow down (bandwidth throttling) goes into a timer heap; a
+  job whose stream said EAGAIN waits in ``poll()`` for writability.  Neither holds
+  the disk token, and a throttled job does not hold an IO thread either.
+* When a job ends, its task's successors are released at once (lane order and
+  ``after=`` dependencies), and the outcome goes to the callback thread, which
+  runs the user callbacks and then completes the Future.  IO threads never run
+  user callbacks, so a slow or re-entrant callback cannot stall the disk.
+
+The module also owns the per-process default queue, its drain at interpreter
+exit and its reset in a forked child.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import enum
+import heapq
+import itertools
+import logging
+import os
+import queue
+import select
+import threading
+import time
+import weakref
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Deque,
+    Dict,
+    Generator,
+    Hashable,
+    Iterable,
+    List,
+    Optional,
+    Tuple,
+    TypeVar,
+)
+
+from typing_extensions import Protocol
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future as _FutureBase
+else:
+    _FutureBase = concurrent.futures.Future
+
+__all__ = [
+    "ExecutionState",
+    "HddQueue",
+    "Job",
+    "PredecessorFailed",
+    "QueueShutdown",
+    "Step",
+    "Task",
+    "default_queue",
+    "is_shutdown",
+    "shutdown",
+]
+
+logger = logging.getLogger("nonblock")
+
+_T = TypeVar("_T")
+
+
+class QueueShutdown(RuntimeError):
+    """Raised when work is submitted to a queue that has been shut down."""
+
+
+class PredecessorFailed(RuntimeError):
+    """A task did not run because a task it was chained after failed.
+
+    The predecessor's exception is this exception's ``__cause__``.
+    """
+
+
+class ExecutionState(str, enum.Enum):
+    """The life cycle of a :class:`Task`, as thread_manager names it.
+
+    The members are strings, so ``task.execution_state == 'RUNNING'`` works.
+    """
+
+    CREATED = "CREATED"
+    RUNNING = "RUNNING"
+    RETURNED = "RETURNED"
+    EXCEPTION = "EXCEPTION"
+    FINISHING = "FINISHING"
+    CLOSED = "CLOSED"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+Callback = Callable[[Any], object]
+
+
+class _EarlyOutcome:
+    """The outcome of a task whose callbacks are running, visible to those callbacks.
+
+    The Future is completed only after on_success/on_fail/on_end have run, so a
+    callback that asks its own task for ``result()`` would wait for itself; this
+    lets the callback thread answer it instead.
+    """
+
+    __slots__ = ("thread", "result", "exception")
+
+    def __init__(self, result: Any, exception: Optional[BaseException]) -> None:
+        self.thread = threading.current_thread()
+        self.result = result
+        self.exception = exception
+
+
+class Task(_FutureBase[_T]):
+    """One unit of background work: a Future with thread_manager's task model.
+
+    Everything :class:`concurrent.futures.Future` offers works (``result()``,
+    ``exception()``, ``done()``, ``add_done_callback()``, ``futures.wait`` and
+    ``as_completed``), and a task can be awaited inside asyncio.
+
+    On top of that:
+
+    ``execution_state``
+        CREATED -> RUNNING -> RETURNED or EXCEPTION -> FINISHING -> CLOSED.
+    ``execution_state_queue``
+        A :class:`queue.Queue`, made on first access, that receives every later
+        change of ``execution_state``.
+    ``status``
+        Progress, set by the work itself (bytes written, for a write).
+    ``on_success(result)``, ``on_fail(exception)``, ``on_end(task)``
+        Run on the queue's callback thread, in that order, before the Future
+        completes: when ``result()`` returns, every callback has run.  A callback
+        that raises is logged to the ``nonblock`` logger and the others still run.
+    """
+
+    def __init__(
+        self,
+        *,
+        on_success: Optional[Callback] = None,
+        on_fail: Optional[Callback] = None,
+        on_end: Optional[Callback] = None,
+    ) -> None:
+        super().__init__()
+        self.on_success = on_success
+        self.on_fail = on_fail
+        self.on_end = on_end
+        self.status: Any = None
+        self._execution_state = ExecutionState.CREATED
+        self._state_queue: Optional[queue.Queue[ExecutionState]] = None
+        self._hook_lock = threading.Lock()
+        self._early: Optional[_EarlyOutcome] = None
+        # Engine bookkeeping, owned by the HddQueue the task is submitted to.
+        self._queue: Optional[HddQueue] = None
+        self._job: Optional[Job] = None
+        self._lane: Optional[Hashable] = None
+        self._gates = 0
+        self._abandon_cause: Optional[BaseException] = None
+        self._io_done = False
+        self._io_exception: Optional[BaseException] = None
+        self._io_hooks: List[Callable[[Task[Any]], None]] = []
+
+    # -- thread_manager's model ------------------------------------------------
+
+    @property
+    def execution_state(self) -> ExecutionState:
+        """Where the task is in its life cycle (see :class:`ExecutionState`)."""
+        return self._execution_state
+
+    @property
+    def execution_state_queue(self) -> queue.Queue[ExecutionState]:
+        """A queue that receives every change of ``execution_state`` from now on."""
+        with self._hook_lock:
+            if self._state_queue is None:
+                self._state_queue = queue.Queue()
+            return self._state_queue
+
+    def _set_execution_state(self, state: ExecutionState) -> None:
+        with self._hook_lock:
+            self._execution_state = state
+            if self._state_queue is not None:
+                self._state_queue.put(state)
+
+    # -- waiting ----------------------------------------------------------------
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Block until the task is done or *timeout* seconds pass; return ``done()``."""
+        concurrent.futures.wait([self], timeout)
+        return self.done()
+
+    def result(self, timeout: Optional[float] = None) -> _T:
+        early = self._early
+        if early is not None and early.thread is threading.current_thread():
+            if early.exception is not None:
+                raise early.exception
+            return early.result  # type: ignore[no-any-return]
+        return super().result(timeout)
+
+    def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
+        early = self._early
+        if early is not None and early.thread is threading.current_thread():
+            return early.exception
+        return super().exception(timeout)
+
+    def __await__(self) -> Generator[Any, None, _T]:
+        import asyncio
+
+        return asyncio.wrap_future(self).__await__()
+
+    # -- engine hooks -------------------------------------------------------------
+
+    def _when_io_done(self, hook: Callable[[Task[Any]], None]) -> None:
+        """Call *hook(self)* once this task's IO has ended (at once if it has)."""
+        with self._hook_lock:
+            if not self._io_done:
+                self._io_hooks.append(hook)
+                return
+        hook(self)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} at {id(self):#x} {self._execution_state.value}>"
+
+
+class Step:
+    """What a job asks the queue for after one op.
+
+    Use the constructors: :meth:`more`, :meth:`sleep`, :meth:`wait_writable`,
+    :meth:`done`.
+    """
+
+    __slots__ = ("kind", "value")
+
+    MORE = 0
+    SLEEP = 1
+    WAIT_WRITABLE = 2
+    DONE = 3
+
+    def __init__(self, kind: int, value: Any = None) -> None:
+        self.kind = kind
+        self.value = value
+
+    @classmethod
+    def more(cls) -> Step:
+        """Another op is ready now; queue it behind the other ready tasks."""
+        return _STEP_MORE
+
+    @classmethod
+    def sleep(cls, seconds: float) -> Step:
+        """Run the next op no sooner than *seconds* from now (throttling)."""
+        return cls(cls.SLEEP, seconds)
+
+    @classmethod
+    def wait_writable(cls, fileno: Optional[int]) -> Step:
+        """Run the next op once the descriptor *fileno* is writable."""
+        return cls(cls.WAIT_WRITABLE, fileno)
+
+    @classmethod
+    def done(cls, result: Any = None) -> Step:
+        """The job is complete; *result* becomes the task's result."""
+        return cls(cls.DONE, result)
+
+
+_STEP_MORE = Step(Step.MORE)
+
+
+class Job(Protocol):
+    """The work behind a task, done one op at a time by the IO threads.
+
+    ``prepare()`` runs on an IO thread without the disk token: slicing,
+    encoding, anything that does not touch the device.  ``perform(task)`` runs
+    holding the disk token and returns a :class:`Step`; an exception it raises
+    fails the task.  ``abandon(cause)`` runs, holding the token, instead of the
+    job when a task it was chained after failed: it cleans up (closing a stream
+    it owns, say) and returns the exception to record, or None for the default
+    :class:`PredecessorFailed`.
+    """
+
+    def prepare(self) -> None: ...
+
+    def perform(self, task: Task[Any]) -> Step: ...
+
+    def abandon(self, cause: BaseException) -> Optional[BaseException]: ...
+
+
+_STOP = object()
+_EAGAIN_BACKOFF = 0.001  # for a stream that said EAGAIN but has no descriptor to poll
+
+_live_queues: weakref.WeakSet[HddQueue] = weakref.WeakSet()
+_exit_hook_registered = False
+_registry_lock = threading.Lock()
+
+
+class HddQueue:
+    """A disk queue: two IO threads sharing one disk token, one callback thread.
+
+    Threads start on the first submission, never at construction.  Use
+    :func:`default_queue` for the queue shared by the whole process; make your
+    own only to isolate work (a test, a separate device).
+    """
+
+    def __init__(self, name: str = "nonblock") -> None:
+        self.name = name
+        self._reset()
+        _live_queues.add(self)
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._work_ready = threading.Condition(self._lock)
+        self._drained = threading.Condition(self._lock)
+        self._disk_token = threading.Lock()
+        self._ready: Deque[Task[Any]] = collections.deque()
+        self._timers: List[Tuple[float, int, Task[Any]]] = []
+        self._writable_waiters: List[Tuple[int, Task[Any]]] = []
+        self._lanes: Dict[Hashable, Deque[Task[Any]]] = {}
+        self._tiebreak = itertools.count()
+        self._accepted: set[Task[Any]] = set()
+        self._io_pending = 0
+        self._shutdown_requested = False
+        self._threads: List[threading.Thread] = []
+        self._completions: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._poller_active = False
+        self._wake_fds: Optional[Tuple[int, int]] = None
+
+    # -- submitting ---------------------------------------------------------------
+
+    def submit_job(
+        self,
+        job: Job,
+        task: Optional[Task[Any]] = None,
+        *,
+        lane: Optional[Hashable] = None,
+        after: Iterable[Optional[Task[Any]]] = (),
+    ) -> Task[Any]:
+        """Queue *job* and return its task (a new :class:`Task` unless one is given).
+
+        Tasks with the same *lane* (a stream, say) run one after another in
+        submission order, never interleaved.  A task does not start before every
+        task in *after* has finished its IO; if one of them failed, the job is
+        abandoned and the task fails with :class:`PredecessorFailed`.
+
+        Raises :class:`QueueShutdown` once :meth:`shutdown` has been called.
+        """
+        if task is None:
+            task = Task()
+        predecessors = [dep for dep in after if dep is not None]
+        with self._lock:
+            if self._shutdown_requested:
+                raise QueueShutdown(f"the HDD queue {self.name!r} has been shut down")
+            if task._queue is not None:
+                raise RuntimeError(f"{task!r} has already been submitted")
+            task._queue = self
+            task._job = job
+            task._lane = lane
+            # One gate for the submission itself, opened below once every
+            # predecessor hook is in place, so no hook can start it too early.
+            task._gates = 1 + len(predecessors)
+            if lane is not None:
+                waiting = self._lanes.get(lane)
+                if waiting is None:
+                    self._lanes[lane] = collections.deque()
+                else:
+                    waiting.append(task)
+                    task._gates += 1
+            self._accepted.add(task)
+            self._io_pending += 1
+            if not self._threads:
+                self._start_threads()
+        for predecessor in predecessors:
+            predecessor._when_io_done(task._queue._predecessor_done_hook(task))
+        self._open_gate(task)
+        return task
+
+    def _predecessor_done_hook(self, task: Task[Any]) -> Callable[[Task[Any]], None]:
+        def predecessor_done(predecessor: Task[Any]) -> None:
+            failure = predecessor._io_exception
+            if failure is not None and task._abandon_cause is None:
+                task._abandon_cause = failure
+            self._open_gate(task)
+
+        return predecessor_done
+
+    def _open_gate(self, task: Task[Any]) -> None:
+        with self._lock:
+            task._gates -= 1
+            if task._gates == 0:
+                self._make_ready(task)
+
+    def _make_ready(self, task: Task[Any]) -> None:
+        # Called with the lock held.
+        self._ready.append(task)
+        self._work_ready.notify()
+        if self._poller_active:
+            self._wake_poller()
+
+    # -- threads ----------------------------------------------------------------
+
+    def _start_threads(self) -> None:
+        # Called with the lock held.
+        _register_exit_hook()
+        self._wake_fds = _make_wake_pipe()
+        for index in range(2):
+            self._threads.append(
+                threading.Thread(
+                    target=self._io_worker, name=f"{self.name}-io-{index}", daemon=True
+                )
+            )
+        self._threads.append(
+            threading.Thread(
+                target=self._callback_worker, name=f"{self.name}-callbacks", daemon=True
+            )
+        )
+        for thread in self._threads:
+            thread.start()
+
+    def _io_worker(self) -> None:
+        while True:
+            task = self._next_ready_task()
+            if task is None:
+                return
+            self._run_one_op(task)
+
+    def _next_ready_task(self) -> Optional[Task[Any]]:
+        with self._lock:
+            while True:
+                if self._timers:
+                    now = time.monotonic()
+                    while self._timers and self._timers[0][0] <= now:
+                        self._ready.append(heapq.heappop(self._timers)[2])
+                if self._ready:
+                    return self._ready.popleft()
+                if self._shutdown_requested and self._io_pending == 0:
+                    self._work_ready.notify_all()
+                    if self._poller_active:
+                        self._wake_poller()
+                    return None
+                timeout = None
+                if self._timers:
+                    timeout = max(0.0, self._timers[0][0] - time.monotonic())
+                if self._writable_waiters and not self._poller_active:
+                    self._poll_writable(timeout)
+                else:
+                    self._work_ready.wait(timeout)
+
+    def _poll_writable(self, timeout: Optional[float]) -> None:
+        """Wait, without the lock, for a waiting stream to become writable.
+
+        Called with the lock held; only one IO thread polls at a time, and
+        :meth:`_make_ready` wakes it through the wake pipe when other work arrives.
+        """
+        assert self._wake_fds is not None
+        wake_read = self._wake_fds[0]
+        poller = select.poll()
+        poller.register(wake_read, select.POLLIN)
+        for fileno, _task in self._writable_waiters:
+            poller.register(fileno, select.POLLOUT)
+        self._poller_active = True
+        self._lock.release()
+        try:
+            events = poller.poll(None if timeout is None else timeout * 1000.0)
+        finally:
+            self._lock.acquire()
+            self._poller_active = False
+        _drain_wake_pipe(wake_read)
+        ready_fds = {fileno for fileno, _mask in events if fileno != wake_read}
+        if ready_fds:
+            still_waiting = []
+            for fileno, task in self._writable_waiters:
+                if fileno in ready_fds:
+                    self._ready.append(task)
+                else:
+                    still_waiting.append((fileno, task))
+            self._writable_waiters = still_waiting
+
+    def _wake_poller(self) -> None:
+        if self._wake_fds is not None:
+            try:
+                os.write(self._wake_fds[1], b"\0")
+            except BlockingIOError:
+                pass  # the pipe is full, so a wake-up is pending already
+
+    def _run_one_op(self, task: Task[Any]) -> None:
+        job = task._job
+        assert job is not None
+        if task._execution_state is ExecutionState.CREATED:
+            if not task.set_running_or_notify_cancel():
+                self._io_finished(task, None, concurrent.futures.CancelledError())
+                return
+            task._set_execution_state(ExecutionState.RUNNING)
+        try:
+            if task._abandon_cause is not None:
+                with self._disk_token:
+                    failure = job.abandon(task._abandon_cause)
+                if failure is None:
+                    failure = PredecessorFailed("a task this one was chained after failed")
+                    failure.__cause__ = task._abandon_cause
+                self._io_finished(task, None, failure)
+                return
+            job.prepare()
+            with self._disk_token:
+                step = job.perform(task)
+        except BaseException as error:  # an op must never kill its thread
+            self._io_finished(task, None, error)
+            return
+        kind = step.kind
+        if kind == Step.MORE:
+            with self._lock:
+                self._ready.append(task)
+        elif kind == Step.DONE:
+            self._io_finished(task, step.value, None)
+        elif kind == Step.SLEEP:
+            with self._lock:
+                deadline = time.monotonic() + step.value
+                heapq.heappush(self._timers, (deadline, next(self._tiebreak), task))
+        elif kind == Step.WAIT_WRITABLE:
+            with self._lock:
+                if step.value is None:
+                    deadline = time.monotonic() + _EAGAIN_BACKOFF
+                    heapq.heappush(self._timers, (deadline, next(self._tiebreak), task))
+                else:
+                    self._writable_waiters.append((step.value, task))
+                    if self._poller_active:
+                        self._wake_poller()
+                    else:
+                        self._work_ready.notify()
+        else:
+            self._io_finished(task, None, TypeError(f"job returned an unknown step {step!r}"))
+
+    def _io_finished(
+        self, task: Task[Any], result: Any, error: Optional[BaseException]
+    ) -> None:
+        """Release the task's successors and hand its outcome to the callback thread."""
+        with task._hook_lock:
+            task._io_done = True
+            task._io_exception = error
+            hooks, task._io_hooks = task._io_hooks, []
+        with self._lock:
+            self._io_pending -= 1
+            lane = task._lane
+            if lane is not None:
+                waiting = self._lanes[lane]
+                if waiting:
+                    successor = waiting.popleft()
+                    successor._gates -= 1
+                    if successor._gates == 0:
+                        self._make_ready(successor)
+                else:
+                    del self._lanes[lane]
+            if self._shutdown_requested and self._io_pending == 0:
+                self._work_ready.notify_all()
+                if self._poller_active:
+                    self._wake_poller()
+        self._completions.put((task, result, error))
+        for hook in hooks:
+            hook(task)
+
+    def _callback_worker(self) -> None:
+        stop_requested = False
+        while True:
+            if stop_requested:
+                with self._lock:
+                    if not self._accepted:
+                        return
+            item = self._completions.get()
+            if item is _STOP:
+                stop_requested = True
+                continue
+            task, result, error = item
+            _deliver(task, result, error)
+            with self._lock:
+                self._accepted.discard(task)
+                if not self._accepted:
+                    self._drained.notify_all()
+
+    # -- shutting down --------------------------------------------------------------
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Refuse new work, finish everything accepted, then stop the threads.
+
+        With *wait* (the default) this returns once every accepted task has
+        completed and its callbacks have run, and the threads have exited.
+        Called from one of this queue's own threads (a callback, say), it only
+        starts the shutdown: waiting there would wait for itself.  Calling it
+        again is harmless.
+        """
+        with self._lock:
+            first_call = not self._shutdown_requested
+            self._shutdown_requested = True
+            threads = list(self._threads)
+            if first_call and threads:
+                self._work_ready.notify_all()
+                if self._poller_active:
+                    self._wake_poller()
+                self._completions.put(_STOP)
+        if not wait or not threads or threading.current_thread() in threads:
+            return
+        for thread in threads:
+            thread.join()
+        with self._lock:
+            self._close_wake_pipe()
+
+    def is_shutdown(self) -> bool:
+        """True once shutdown was asked for and everything accepted is done."""
+        with self._lock:
+            return self._shutdown_requested and not self._accepted
+
+    def wait_idle(self, timeout: Optional[float] = None) -> bool:
+        """Block until every accepted task is done (callbacks included); return whether it is."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while self._accepted:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._drained.wait(remaining)
+            return True
+
+    def _close_wake_pipe(self) -> None:
+        if self._wake_fds is not None:
+            for fd in self._wake_fds:
+                os.close(fd)
+            self._wake_fds = None
+
+    # -- fork -------------------------------------------------------------------
+
+    def _forget_after_fork(self) -> None:
+        """In a forked child: drop the parent's work and start over, empty.
+
+        The parent's tasks fail in the child (the parent still runs them), so a
+        child that waits on one is told at once instead of waiting forever.
+        """
+        abandoned = list(self._accepted)
+        wake_fds = self._wake_fds
+        self._reset()
+        if wake_fds is not None:
+            for fd in wake_fds:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        for task in abandoned:
+            task._condition = threading.Condition()
+            task._hook_lock = threading.Lock()
+            if not task.done():
+                try:
+                    task.set_exception(
+                        RuntimeError("this task belongs to the parent process, which runs it")
+                    )
+                except concurrent.futures.InvalidStateError:
+                    pass
+
+    def __repr__(self) -> str:
+        return f"<HddQueue {self.name!r} pending={len(self._accepted)}>"
+
+
+def _deliver(task: Task[Any], result: Any, error: Optional[BaseException]) -> None:
+    """On the callback thread: run the task's callbacks, then complete its Future."""
+    task._early = _EarlyOutcome(result, error)
+    try:
+        if error is None:
+            task._set_execution_state(ExecutionState.RETURNED)
+            _run_callback(task.on_success, result, "on_success", task)
+        else:
+            task._set_execution_state(ExecutionState.EXCEPTION)
+            _run_callback(task.on_fail, error, "on_fail", task)
+        task._set_execution_state(ExecutionState.FINISHING)
+        _run_callback(task.on_end, task, "on_end", task)
+        task._set_execution_state(ExecutionState.CLOSED)
+    finally:
+        task._early = None
+    if task.cancelled():
+        return
+    if error is None:
+        task.set_result(result)
+    else:
+        task.set_exception(error)
+
+
+def _run_callback(callback: Optional[Callback], argument: Any, role: str, task: Task[Any]) -> None:
+    if callback is None:
+        return
+    try:
+        callback(argument)
+    except Exception:
+        logger.exception("%s callback %r of %r raised", role, callback, task)
+
+
+def _make_wake_pipe() -> Tuple[int, int]:
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    os.set_blocking(write_fd, False)
+    return read_fd, write_fd
+
+
+def _drain_wake_pipe(read_fd: int) -> None:
+    try:
+        while os.read(read_fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
+
+
+# -- the default queue, exit and fork ---------------------------------------------------
+
+_default_queue: Optional[HddQueue] = None
+
+
+def default_queue() -> HddQueue:
+    """The process-wide queue that bgwrite and the module functions use."""
+    global _default_queue
+    queue_ = _default_queue
+    if queue_ is None:
+        with _registry_lock:
+            if _default_queue is None:
+                _default_queue = HddQueue()
+            queue_ = _default_queue
+    return queue_
+
+
+def shutdown(wait: bool = True) -> None:
+    """Shut the default queue down (see :meth:`HddQueue.shutdown`)."""
+    default_queue().shutdown(wait)
+
+
+def is_shutdown() -> bool:
+    """True once the default queue has been shut down and has drained."""
+    return _default_queue is not None and _default_queue.is_shutdown()
+
+
+def _drain_all_at_exit() -> None:
+    for queue_ in list(_live_queues):
+        queue_.shutdown(wait=True)
+
+
+def _register_exit_hook() -> None:
+    # threading's own exit hooks run before it joins threads and before atexit,
+    # while daemon threads still run: the right moment to drain (concurrent.futures
+    # does the same).
+    global _exit_hook_registered
+    if _exit_hook_registered:
+        return
+    try:
+        threading._register_atexit(_drain_all_at_exit)  # type: ignore[attr-defined]
+    except RuntimeError:
+        return  # the interpreter is already shutting down
+    _exit_hook_registered = True
+
+
+def _reset_after_fork_in_child() -> None:
+    global _default_queue, _registry_lock
+    _registry_lock = threading.Lock()
+    for queue_ in list(_live_queues):
+        queue_._forget_after_fork()
+    _default_queue = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork_in_child)
+

@@ -1,0 +1,141 @@
+"""IO priority profiles: how big the chunks are and how much bandwidth a write may take.
+
+The ten numbered profiles are python-nonblock 4.0.1's, value for value, so a
+program that passes ``ioPrio=7`` gets the same chunking it always did.  What
+changed is the meaning of ``bandwidthPct``: here it is honoured (p percent of
+the unthrottled rate) and ``chainPollTime`` is kept only for compatibility,
+because chained writes start on an event, never by polling.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Union
+
+from nonblock import _checks
+
+__all__ = ["BackgroundIOPriority", "IO_PRIORITY_PROFILES", "DEFAULT_IO_PRIORITY", "resolve_priority"]
+
+_FIELDS = ("chainPollTime", "defaultChunkSize", "bandwidthPct", "numChunksRateSmoothing")
+
+
+class BackgroundIOPriority:
+    """A priority profile for background writes.
+
+    ``chainPollTime``
+        Seconds, >= 0.  Accepted and validated for compatibility; nonblock
+        starts a chained write the moment its predecessor ends, without polling.
+    ``defaultChunkSize``
+        Bytes (or characters, for text) per chunk when bgwrite cuts a single
+        str or bytes payload.  Each chunk is one turn at the disk, flushed
+        after it is written.  Bigger chunks: more throughput, coarser sharing.
+    ``bandwidthPct``
+        0 < p <= 100.  The write runs at p percent of its unthrottled rate: after
+        each chunk it rests, off the IO threads, for ``(100 - p) / p`` times the
+        average chunk time.
+    ``numChunksRateSmoothing``
+        How many recent chunks that average is taken over (>= 1).
+
+    Fields can be read and set as attributes or items (``prio['bandwidthPct']``);
+    every assignment is validated.
+    """
+
+    def __init__(
+        self,
+        chainPollTime: float,
+        defaultChunkSize: int,
+        bandwidthPct: float,
+        numChunksRateSmoothing: int = 5,
+    ) -> None:
+        self.chainPollTime = chainPollTime
+        self.defaultChunkSize = defaultChunkSize
+        self.bandwidthPct = bandwidthPct
+        self.numChunksRateSmoothing = numChunksRateSmoothing
+
+    @property
+    def chainPollTime(self) -> float:
+        return self._chainPollTime
+
+    @chainPollTime.setter
+    def chainPollTime(self, value: float) -> None:
+        self._chainPollTime = _checks.real_number(
+            "chainPollTime", value, minimum=0.0, maximum=float("inf"),
+            minimum_allowed=True, what="a finite number of seconds >= 0",
+        )
+
+    @property
+    def defaultChunkSize(self) -> int:
+        return self._defaultChunkSize
+
+    @defaultChunkSize.setter
+    def defaultChunkSize(self, value: int) -> None:
+        self._defaultChunkSize = _checks.positive_int("defaultChunkSize", value)
+
+    @property
+    def bandwidthPct(self) -> float:
+        return self._bandwidthPct
+
+    @bandwidthPct.setter
+    def bandwidthPct(self, value: float) -> None:
+        self._bandwidthPct = _checks.real_number(
+            "bandwidthPct", value, minimum=0.0, maximum=100.0,
+            minimum_allowed=False, what="a number with 0 < bandwidthPct <= 100",
+        )
+
+    @property
+    def numChunksRateSmoothing(self) -> int:
+        return self._numChunksRateSmoothing
+
+    @numChunksRateSmoothing.setter
+    def numChunksRateSmoothing(self, value: int) -> None:
+        self._numChunksRateSmoothing = _checks.positive_int("numChunksRateSmoothing", value)
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in _FIELDS:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key not in _FIELDS:
+            raise KeyError(key)
+        setattr(self, key, value)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BackgroundIOPriority):
+            return NotImplemented
+        return all(self[field] == other[field] for field in _FIELDS)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like a dict
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{field}={self[field]!r}" for field in _FIELDS)
+        return f"BackgroundIOPriority({fields})"
+
+
+IO_PRIORITY_PROFILES: Dict[int, BackgroundIOPriority] = {
+    1: BackgroundIOPriority(0.0009, 5242880, 100),
+    2: BackgroundIOPriority(0.0009, 4194304, 90),
+    3: BackgroundIOPriority(0.0015, 3145728, 78),
+    4: BackgroundIOPriority(0.0015, 2097152, 72),
+    5: BackgroundIOPriority(0.0019, 1677721, 65),
+    6: BackgroundIOPriority(0.0019, 786432, 55),
+    7: BackgroundIOPriority(0.0024, 723517, 45),
+    8: BackgroundIOPriority(0.0024, 524288, 35),
+    9: BackgroundIOPriority(0.0031, 314572, 30),
+    10: BackgroundIOPriority(0.0100, 262144, 20),
+}
+"""python-nonblock's ten profiles: 1 is the fastest, 10 leaves the most room to others."""
+
+DEFAULT_IO_PRIORITY = 4
+
+
+def resolve_priority(ioPrio: Union[int, BackgroundIOPriority]) -> BackgroundIOPriority:
+    """The profile for *ioPrio* (an int 1..10 or a BackgroundIOPriority), or a clear error."""
+    if isinstance(ioPrio, BackgroundIOPriority):
+        return ioPrio
+    message = f"ioPrio must be an int from 1 to 10 or a BackgroundIOPriority, not {_checks.show(ioPrio)}"
+    if isinstance(ioPrio, bool) or not isinstance(ioPrio, int):
+        raise _checks.WrongTypeError(message)
+    profile = IO_PRIORITY_PROFILES.get(ioPrio)
+    if profile is None:
+        raise ValueError(message)
+    return profile

@@ -1,0 +1,216 @@
+"""The job that writes data to a stream, one chunk per turn at the disk.
+
+This is where python-nonblock's write loop is done right:
+
+* The payload is never copied up front.  A bytes payload is walked with
+  memoryview slices; a str payload is sliced one chunk at a time, in
+  ``prepare()``, off the disk token.
+* Short writes and EAGAIN are followed to the last byte: what the stream took
+  is counted, the rest is offered again, and a stream that cannot take more
+  waits for writability (the queue polls its descriptor) instead of spinning.
+* Each chunk is written then flushed; with ``bandwidth_pct`` below 100 the job
+  then rests for ``(100 - p) / p`` times the recent average chunk time, so it
+  runs at p percent of its unthrottled rate.
+* Any failure closes the stream if the job owns it, and propagates to the
+  queue, which records it on the task.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import os
+import time
+from typing import Any, Deque, List, Optional, Sequence, Tuple, Union
+
+from nonblock.hddq import PredecessorFailed, Step, Task
+
+__all__ = ["Block", "StreamWriteJob"]
+
+Block = Union[memoryview, str]
+"""A piece of payload: a flat byte view (format 'B') or a str."""
+
+# A stream that accepts nothing this many times in a row, without saying EAGAIN,
+# is broken; better an error than a spinning IO thread.
+_MAX_EMPTY_WRITES = 1000
+
+
+class StreamWriteJob:
+    """Write *blocks* to *stream*, in order, cutting each into chunks.
+
+    *chunk_size* None writes each block as one chunk (a list payload keeps the
+    caller's own chunking); otherwise blocks are cut into chunks of at most
+    *chunk_size* items.  The job's result is the number of bytes (characters,
+    for a text stream) written; ``task.status`` follows it as it grows.
+    """
+
+    def __init__(
+        self,
+        stream: Any,
+        blocks: Sequence[Block],
+        *,
+        chunk_size: Optional[int],
+        bandwidth_pct: float = 100.0,
+        smoothing: int = 5,
+        close_when_finished: bool = False,
+        fsync: bool = False,
+    ) -> None:
+        self.stream = stream
+        self.blocks = blocks
+        self.chunk_size = chunk_size
+        self.bandwidth_pct = bandwidth_pct
+        self.close_when_finished = close_when_finished
+        self.fsync = fsync
+        self.total = sum(len(block) for block in blocks)
+        self.written = 0
+        # A raw stream's write() returns None for "would block"; anything else
+        # returning None is an old-style file-like object that took everything.
+        self._none_means_eagain = isinstance(stream, io.RawIOBase)
+        self._has_flush = callable(getattr(stream, "flush", None))
+        self._block_index = 0
+        self._block_offset = 0  # where the next chunk starts in the current block
+        self._chunk: Optional[Block] = None
+        self._chunk_done = 0  # how much of the current chunk the stream has taken
+        self._chunk_io_time = 0.0
+        self._flush_pending = False
+        self._empty_writes = 0
+        self._recent_chunk_times: Deque[float] = collections.deque(maxlen=smoothing)
+
+    # -- what is left -------------------------------------------------------------
+
+    def remaining(self) -> Deque[Block]:
+        """The data not yet taken by the stream, as the chunks it will be written in."""
+        pieces: Deque[Block] = collections.deque()
+        chunk = self._chunk
+        index, offset = self._block_index, self._block_offset
+        if chunk is not None and self._chunk_done < len(chunk):
+            pieces.append(chunk[self._chunk_done:])
+        while index < len(self.blocks):
+            block = self.blocks[index]
+            step = self.chunk_size or max(len(block), 1)
+            while offset < len(block):
+                pieces.append(block[offset: offset + step])
+                offset += step
+            index, offset = index + 1, 0
+        return pieces
+
+    # -- the Job protocol -----------------------------------------------------------
+
+    def prepare(self) -> None:
+        if self._chunk is None:
+            self._chunk = self._next_chunk()
+
+    def perform(self, task: Task[Any]) -> Step:
+        try:
+            return self._perform(task)
+        except BaseException:
+            if self.close_when_finished:
+                self._close_quietly()
+            raise
+
+    def abandon(self, cause: BaseException) -> Optional[BaseException]:
+        if self.close_when_finished:
+            self._close_quietly()
+        error = PredecessorFailed(
+            f"not written: the write this one was chained after failed ({type(cause).__name__}: {cause})"
+        )
+        error.__cause__ = cause
+        return error
+
+    # -- one op ---------------------------------------------------------------------
+
+    def _next_chunk(self) -> Optional[Block]:
+        while self._block_index < len(self.blocks):
+            block = self.blocks[self._block_index]
+            start = self._block_offset
+            if start < len(block):
+                end = len(block) if self.chunk_size is None else start + self.chunk_size
+                self._block_offset = end
+                return block[start:end]
+            self._block_index += 1
+            self._block_offset = 0
+        return None
+
+    def _perform(self, task: Task[Any]) -> Step:
+        chunk = self._chunk
+        if chunk is None:
+            return self._finish()
+        started = time.perf_counter()
+        if not self._flush_pending:
+            taken, blocked = self._write_some(chunk)
+            if taken:
+                self._empty_writes = 0
+            self._chunk_done += taken
+            self.written += taken
+            task.status = self.written
+            if self._chunk_done < len(chunk):
+                self._chunk_io_time += time.perf_counter() - started
+                return self._wait_for_room(blocked, taken)
+            self._flush_pending = self._has_flush
+        if self._flush_pending:
+            try:
+                self.stream.flush()
+            except BlockingIOError:
+                # The bytes sit in the stream's buffer; flush again when there is room.
+                self._chunk_io_time += time.perf_counter() - started
+                return Step.wait_writable(self._fileno())
+            self._flush_pending = False
+        self._recent_chunk_times.append(self._chunk_io_time + time.perf_counter() - started)
+        self._chunk = None
+        self._chunk_done = 0
+        self._chunk_io_time = 0.0
+        self._chunk = self._next_chunk()
+        if self._chunk is None:
+            return self._finish()
+        if self.bandwidth_pct < 100.0:
+            average = sum(self._recent_chunk_times) / len(self._recent_chunk_times)
+            return Step.sleep(average * (100.0 - self.bandwidth_pct) / self.bandwidth_pct)
+        return Step.more()
+
+    def _write_some(self, chunk: Block) -> Tuple[int, bool]:
+        """Offer the rest of *chunk*; return (how much the stream took, whether it blocked)."""
+        data = chunk[self._chunk_done:] if self._chunk_done else chunk
+        try:
+            taken = self.stream.write(data)
+        except BlockingIOError as error:
+            return error.characters_written, True
+        if taken is None:
+            if self._none_means_eagain:
+                return 0, True
+            return len(data), False
+        return int(taken), False
+
+    def _wait_for_room(self, blocked: bool, taken: int) -> Step:
+        if taken and not blocked:
+            return Step.more()  # a short write: offer the rest straight away
+        if not taken:
+            self._empty_writes += 1
+            if self._empty_writes >= _MAX_EMPTY_WRITES:
+                raise OSError(
+                    f"{self.stream!r} accepted no data {_MAX_EMPTY_WRITES} times in a row"
+                )
+        return Step.wait_writable(self._fileno())
+
+    def _fileno(self) -> Optional[int]:
+        try:
+            return int(self.stream.fileno())
+        except (AttributeError, OSError, ValueError):
+            return None
+
+    def _finish(self) -> Step:
+        if self.fsync:
+            os.fsync(self.stream.fileno())
+        if self.close_when_finished:
+            self.stream.close()
+        return Step.done(self.written)
+
+    def _close_quietly(self) -> None:
+        try:
+            self.stream.close()
+        except Exception:
+            pass  # the failure that brought us here is the one to report
+
+
+def flatten_blocks(blocks: List[Block]) -> List[Block]:
+    """Drop empty blocks, which would only cost an op each."""
+    return [block for block in blocks if len(block)]
