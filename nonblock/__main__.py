@@ -45,7 +45,7 @@ def _busy_work(seconds: float) -> int:
     return rounds
 
 
-def main(argv: "list[str] | None" = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nonblock", description=__doc__)
     parser.add_argument("--mib", type=int, default=256, help="how much to write (default 256)")
     parser.add_argument("--prio", type=int, default=4, help="ioPrio, 1 (fastest) to 10 (gentlest)")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import collections
 import io
-from typing import Any, Deque, List, Optional, Sequence, Union
+from typing import Any, Deque, Dict, List, Optional, Sequence, Union
 
 from nonblock import _checks
 from nonblock.hddq import HddQueue, Task, default_queue
@@ -95,9 +95,8 @@ class BackgroundWriteProcess(Task[int]):
             raise TypeError(f"queue must be an HddQueue or None, not {_checks.show(queue)}")
         _check_stream(fileObj, fsync)
         blocks, is_list = _payload_blocks(dataBlocks, _stream_kind(fileObj))
-        for name, callback in (("on_success", on_success), ("on_fail", on_fail), ("on_end", on_end)):
-            if callback is not None and not callable(callback):
-                raise TypeError(f"{name} must be callable or None, not {_checks.show(callback)}")
+        if on_success is not None or on_fail is not None or on_end is not None:
+            _check_callbacks(on_success=on_success, on_fail=on_fail, on_end=on_end)
         super().__init__(on_success=on_success, on_fail=on_fail, on_end=on_end)
         self.fileObj = fileObj
         self.closeWhenFinished = bool(closeWhenFinished)
@@ -256,12 +255,31 @@ def _check_stream(stream: Any, fsync: Any) -> None:
         raise ValueError(f"fsync=True needs a stream with a fileno(), not {_checks.show(stream)}")
 
 
+def _check_callbacks(**callbacks: Any) -> None:
+    for name, callback in callbacks.items():
+        if callback is not None and not callable(callback):
+            raise TypeError(f"{name} must be callable or None, not {_checks.show(callback)}")
+
+
+# Whether a stream class is text or binary, by its io base class; asking the ABCs
+# costs more than the rest of a small bgwrite call, so each class is asked once.
+_KIND_BY_CLASS: Dict[type, str] = {}
+
+
 def _stream_kind(stream: Any) -> str:
     """Whether *stream* takes str or bytes, when that can be known without writing."""
-    if isinstance(stream, io.TextIOBase):
-        return _TEXT
-    if isinstance(stream, (io.RawIOBase, io.BufferedIOBase)):
-        return _BINARY
+    cls = type(stream)
+    kind = _KIND_BY_CLASS.get(cls)
+    if kind is None:
+        if issubclass(cls, io.TextIOBase):
+            kind = _TEXT
+        elif issubclass(cls, (io.RawIOBase, io.BufferedIOBase)):
+            kind = _BINARY
+        else:
+            kind = _UNKNOWN
+        _KIND_BY_CLASS[cls] = kind
+    if kind is not _UNKNOWN:
+        return kind
     mode = getattr(stream, "mode", None)
     if isinstance(mode, str) and mode:
         return _BINARY if "b" in mode else _TEXT
@@ -270,6 +288,8 @@ def _stream_kind(stream: Any) -> str:
 
 def _payload_blocks(data: Any, kind: str) -> tuple[List[Block], bool]:
     """The payload as a list of blocks, and whether the caller gave a list."""
+    if type(data) is bytes and kind is not _TEXT:
+        return ([memoryview(data)] if data else []), False
     if isinstance(data, (list, tuple)):
         blocks = [_as_block(item, f"data[{index}]") for index, item in enumerate(data)]
         is_list = True

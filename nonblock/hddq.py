@@ -173,7 +173,7 @@ class Task(_FutureBase[_T]):
         self._abandon_cause: Optional[BaseException] = None
         self._io_done = False
         self._io_exception: Optional[BaseException] = None
-        self._io_hooks: List[Callable[[Task[Any]], None]] = []
+        self._io_hooks: Optional[List[Callable[[Task[Any]], None]]] = None
 
     # -- thread_manager's model ------------------------------------------------
 
@@ -228,6 +228,8 @@ class Task(_FutureBase[_T]):
         """Call *hook(self)* once this task's IO has ended (at once if it has)."""
         with self._hook_lock:
             if not self._io_done:
+                if self._io_hooks is None:
+                    self._io_hooks = []
                 self._io_hooks.append(hook)
                 return
         hook(self)
@@ -334,6 +336,7 @@ class HddQueue:
         self._threads: List[threading.Thread] = []
         self._completions: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._poller_active = False
+        self._idle_io_threads = 0  # waiting on _work_ready, so worth a notify()
         self._wake_fds: Optional[Tuple[int, int]] = None
 
     # -- submitting ---------------------------------------------------------------
@@ -366,9 +369,10 @@ class HddQueue:
             task._queue = self
             task._job = job
             task._lane = lane
-            # One gate for the submission itself, opened below once every
-            # predecessor hook is in place, so no hook can start it too early.
-            task._gates = 1 + len(predecessors)
+            # With predecessors, one more gate for the submission itself, opened
+            # below once every predecessor hook is in place, so that no hook can
+            # start the task too early.
+            task._gates = 1 + len(predecessors) if predecessors else 0
             if lane is not None:
                 waiting = self._lanes.get(lane)
                 if waiting is None:
@@ -380,9 +384,12 @@ class HddQueue:
             self._io_pending += 1
             if not self._threads:
                 self._start_threads()
-        for predecessor in predecessors:
-            predecessor._when_io_done(task._queue._predecessor_done_hook(task))
-        self._open_gate(task)
+            if task._gates == 0:
+                self._make_ready(task)
+        if predecessors:
+            for predecessor in predecessors:
+                predecessor._when_io_done(self._predecessor_done_hook(task))
+            self._open_gate(task)
         return task
 
     def _predecessor_done_hook(self, task: Task[Any]) -> Callable[[Task[Any]], None]:
@@ -403,7 +410,8 @@ class HddQueue:
     def _make_ready(self, task: Task[Any]) -> None:
         # Called with the lock held.
         self._ready.append(task)
-        self._work_ready.notify()
+        if self._idle_io_threads:
+            self._work_ready.notify()
         if self._poller_active:
             self._wake_poller()
 
@@ -454,7 +462,11 @@ class HddQueue:
                 if self._writable_waiters and not self._poller_active:
                     self._poll_writable(timeout)
                 else:
-                    self._work_ready.wait(timeout)
+                    self._idle_io_threads += 1
+                    try:
+                        self._work_ready.wait(timeout)
+                    finally:
+                        self._idle_io_threads -= 1
 
     def _poll_writable(self, timeout: Optional[float]) -> None:
         """Wait, without the lock, for a waiting stream to become writable.
@@ -547,7 +559,7 @@ class HddQueue:
         with task._hook_lock:
             task._io_done = True
             task._io_exception = error
-            hooks, task._io_hooks = task._io_hooks, []
+            hooks, task._io_hooks = task._io_hooks, None
         with self._lock:
             self._io_pending -= 1
             lane = task._lane
@@ -565,8 +577,9 @@ class HddQueue:
                 if self._poller_active:
                     self._wake_poller()
         self._completions.put((task, result, error))
-        for hook in hooks:
-            hook(task)
+        if hooks:
+            for hook in hooks:
+                hook(task)
 
     def _callback_worker(self) -> None:
         stop_requested = False
@@ -669,6 +682,18 @@ class HddQueue:
 
 def _deliver(task: Task[Any], result: Any, error: Optional[BaseException]) -> None:
     """On the callback thread: run the task's callbacks, then complete its Future."""
+    if task.on_success is None and task.on_fail is None and task.on_end is None:
+        # Nothing to run and, unless someone watches the state queue, nobody to
+        # see the intermediate states: go straight to CLOSED (most writes).
+        with task._hook_lock:
+            watched = task._state_queue is not None
+            if not watched:
+                task._execution_state = ExecutionState.CLOSED
+        if watched:
+            for state in _FINAL_STATES[error is None]:
+                task._set_execution_state(state)
+        _complete_future(task, result, error)
+        return
     task._early = _EarlyOutcome(result, error)
     try:
         if error is None:
@@ -682,12 +707,23 @@ def _deliver(task: Task[Any], result: Any, error: Optional[BaseException]) -> No
         task._set_execution_state(ExecutionState.CLOSED)
     finally:
         task._early = None
-    if task.cancelled():
-        return
-    if error is None:
-        task.set_result(result)
-    else:
-        task.set_exception(error)
+    _complete_future(task, result, error)
+
+
+_FINAL_STATES = {
+    True: (ExecutionState.RETURNED, ExecutionState.FINISHING, ExecutionState.CLOSED),
+    False: (ExecutionState.EXCEPTION, ExecutionState.FINISHING, ExecutionState.CLOSED),
+}
+
+
+def _complete_future(task: Task[Any], result: Any, error: Optional[BaseException]) -> None:
+    try:
+        if error is None:
+            task.set_result(result)
+        else:
+            task.set_exception(error)
+    except concurrent.futures.InvalidStateError:
+        pass  # cancelled while it waited: the Future is complete already
 
 
 def _run_callback(callback: Optional[Callback], argument: Any, role: str, task: Task[Any]) -> None:

@@ -130,12 +130,16 @@ DEFAULT_IO_PRIORITY = 4
 
 def resolve_priority(ioPrio: Union[int, BackgroundIOPriority]) -> BackgroundIOPriority:
     """The profile for *ioPrio* (an int 1..10 or a BackgroundIOPriority), or a clear error."""
-    if isinstance(ioPrio, BackgroundIOPriority):
+    if type(ioPrio) is int:
+        profile = IO_PRIORITY_PROFILES.get(ioPrio)
+        if profile is not None:
+            return profile
+    elif isinstance(ioPrio, BackgroundIOPriority):
         return ioPrio
+    is_int = isinstance(ioPrio, int) and not isinstance(ioPrio, bool)
+    if is_int and int(ioPrio) in IO_PRIORITY_PROFILES:
+        return IO_PRIORITY_PROFILES[int(ioPrio)]
     message = f"ioPrio must be an int from 1 to 10 or a BackgroundIOPriority, not {_checks.show(ioPrio)}"
-    if isinstance(ioPrio, bool) or not isinstance(ioPrio, int):
-        raise _checks.WrongTypeError(message)
-    profile = IO_PRIORITY_PROFILES.get(ioPrio)
-    if profile is None:
+    if is_int:
         raise ValueError(message)
-    return profile
+    raise _checks.WrongTypeError(message)

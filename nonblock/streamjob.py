@@ -21,7 +21,7 @@ import collections
 import io
 import os
 import time
-from typing import Any, Deque, List, Optional, Sequence, Tuple, Union
+from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple, Union
 
 from nonblock.hddq import PredecessorFailed, Step, Task
 
@@ -33,6 +33,16 @@ Block = Union[memoryview, str]
 # A stream that accepts nothing this many times in a row, without saying EAGAIN,
 # is broken; better an error than a spinning IO thread.
 _MAX_EMPTY_WRITES = 1000
+
+
+_RAW_BY_CLASS: Dict[type, bool] = {}
+
+
+def _is_raw(cls: type) -> bool:
+    raw = _RAW_BY_CLASS.get(cls)
+    if raw is None:
+        raw = _RAW_BY_CLASS[cls] = issubclass(cls, io.RawIOBase)
+    return raw
 
 
 class StreamWriteJob:
@@ -61,11 +71,11 @@ class StreamWriteJob:
         self.bandwidth_pct = bandwidth_pct
         self.close_when_finished = close_when_finished
         self.fsync = fsync
-        self.total = sum(len(block) for block in blocks)
+        self.total = sum(map(len, blocks))
         self.written = 0
         # A raw stream's write() returns None for "would block"; anything else
         # returning None is an old-style file-like object that took everything.
-        self._none_means_eagain = isinstance(stream, io.RawIOBase)
+        self._none_means_eagain = _is_raw(type(stream))
         self._has_flush = callable(getattr(stream, "flush", None))
         self._block_index = 0
         self._block_offset = 0  # where the next chunk starts in the current block
