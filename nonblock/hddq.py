@@ -28,6 +28,7 @@ exit and its reset in a forked child.
 
 from __future__ import annotations
 
+import atexit
 import collections
 import concurrent.futures
 import enum
@@ -51,11 +52,10 @@ from typing import (
     Iterable,
     List,
     Optional,
+    Protocol,
     Tuple,
     TypeVar,
 )
-
-from typing_extensions import Protocol
 
 if TYPE_CHECKING:
     from concurrent.futures import Future as _FutureBase
@@ -299,6 +299,43 @@ class Job(Protocol):
     def abandon(self, cause: BaseException) -> Optional[BaseException]: ...
 
 
+class _DiskToken:
+    """The right to touch the disk, handed to waiting threads in arrival order.
+
+    A plain Lock is not fair: the thread that releases it usually takes it
+    straight back, before the woken sister thread gets to run, and one big write
+    would then starve everything else.  Here release() hands the token to the
+    longest waiter directly.  Each waiting thread parks on its own *baton*, a
+    lock it keeps held, which the releaser releases to wake exactly that thread.
+    """
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._held = False
+        self._waiting: Deque[threading.Lock] = collections.deque()
+
+    def acquire(self, baton: threading.Lock) -> None:
+        with self._mutex:
+            if not self._held:
+                self._held = True
+                return
+            self._waiting.append(baton)
+        baton.acquire()  # returns once release() hands the token over
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._waiting:
+                self._waiting.popleft().release()  # still held: now by that thread
+            else:
+                self._held = False
+
+
+def _new_baton() -> threading.Lock:
+    baton = threading.Lock()
+    baton.acquire()
+    return baton
+
+
 _STOP = object()
 _EAGAIN_BACKOFF = 0.001  # for a stream that said EAGAIN but has no descriptor to poll
 
@@ -324,7 +361,7 @@ class HddQueue:
         self._lock = threading.Lock()
         self._work_ready = threading.Condition(self._lock)
         self._drained = threading.Condition(self._lock)
-        self._disk_token = threading.Lock()
+        self._disk_token = _DiskToken()
         self._ready: Deque[Task[Any]] = collections.deque()
         self._timers: List[Tuple[float, int, Task[Any]]] = []
         self._writable_waiters: List[Tuple[int, Task[Any]]] = []
@@ -436,11 +473,12 @@ class HddQueue:
             thread.start()
 
     def _io_worker(self) -> None:
+        baton = _new_baton()
         while True:
             task = self._next_ready_task()
             if task is None:
                 return
-            self._run_one_op(task)
+            self._run_one_op(task, baton)
 
     def _next_ready_task(self) -> Optional[Task[Any]]:
         with self._lock:
@@ -505,7 +543,7 @@ class HddQueue:
             except BlockingIOError:
                 pass  # the pipe is full, so a wake-up is pending already
 
-    def _run_one_op(self, task: Task[Any]) -> None:
+    def _run_one_op(self, task: Task[Any], baton: threading.Lock) -> None:
         job = task._job
         assert job is not None
         if task._execution_state is ExecutionState.CREATED:
@@ -515,16 +553,22 @@ class HddQueue:
             task._set_execution_state(ExecutionState.RUNNING)
         try:
             if task._abandon_cause is not None:
-                with self._disk_token:
+                self._disk_token.acquire(baton)
+                try:
                     failure = job.abandon(task._abandon_cause)
+                finally:
+                    self._disk_token.release()
                 if failure is None:
                     failure = PredecessorFailed("a task this one was chained after failed")
                     failure.__cause__ = task._abandon_cause
                 self._io_finished(task, None, failure)
                 return
             job.prepare()
-            with self._disk_token:
+            self._disk_token.acquire(baton)
+            try:
                 step = job.perform(task)
+            finally:
+                self._disk_token.release()
         except BaseException as error:  # an op must never kill its thread
             self._io_finished(task, None, error)
             return
@@ -668,11 +712,15 @@ class HddQueue:
         for task in abandoned:
             task._condition = threading.Condition()
             task._hook_lock = threading.Lock()
+            failure = RuntimeError("this task belongs to the parent process, which runs it")
+            if not task._io_done:
+                # Release whatever the child chains after it: they fail at once.
+                task._io_done = True
+                task._io_exception = failure
+                task._io_hooks = None
             if not task.done():
                 try:
-                    task.set_exception(
-                        RuntimeError("this task belongs to the parent process, which runs it")
-                    )
+                    task.set_exception(failure)
                 except concurrent.futures.InvalidStateError:
                     pass
 
@@ -777,23 +825,42 @@ def is_shutdown() -> bool:
     return _default_queue is not None and _default_queue.is_shutdown()
 
 
+def _wait_all_idle() -> None:
+    """Block until no live queue has work, accepting new work meanwhile.
+
+    A callback may queue more (a write that continues a file, say), so one
+    pass is not enough: go round until every queue is idle at once.
+    """
+    while True:
+        busy = [queue_ for queue_ in list(_live_queues) if not queue_.wait_idle(0)]
+        if not busy:
+            return
+        for queue_ in busy:
+            queue_.wait_idle()
+
+
 def _drain_all_at_exit() -> None:
+    _wait_all_idle()
     for queue_ in list(_live_queues):
         queue_.shutdown(wait=True)
 
 
 def _register_exit_hook() -> None:
-    # threading's own exit hooks run before it joins threads and before atexit,
-    # while daemon threads still run: the right moment to drain (concurrent.futures
-    # does the same).
+    # Two moments at exit.  threading's own exit hooks run first, before the
+    # interpreter joins non-daemon threads, and they are also the only ones a
+    # multiprocessing child runs before os._exit(): there, let the work drain.
+    # atexit runs later, after the non-daemon threads have been joined (so their
+    # last writes are in) and while our daemon threads still run: there, drain
+    # again and stop the queues.
     global _exit_hook_registered
     if _exit_hook_registered:
         return
-    try:
-        threading._register_atexit(_drain_all_at_exit)  # type: ignore[attr-defined]
-    except RuntimeError:
-        return  # the interpreter is already shutting down
     _exit_hook_registered = True
+    atexit.register(_drain_all_at_exit)
+    try:
+        threading._register_atexit(_wait_all_idle)  # type: ignore[attr-defined]
+    except RuntimeError:
+        pass  # the interpreter is already past that moment
 
 
 def _reset_after_fork_in_child() -> None:
