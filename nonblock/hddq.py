@@ -403,6 +403,8 @@ class HddQueue:
                 raise QueueShutdown(f"the HDD queue {self.name!r} has been shut down")
             if task._queue is not None:
                 raise RuntimeError(f"{task!r} has already been submitted")
+            if not self._threads:
+                self._start_threads()  # before accepting: if it fails, nothing is queued
             task._queue = self
             task._job = job
             task._lane = lane
@@ -419,8 +421,6 @@ class HddQueue:
                     task._gates += 1
             self._accepted.add(task)
             self._io_pending += 1
-            if not self._threads:
-                self._start_threads()
             if task._gates == 0:
                 self._make_ready(task)
         if predecessors:
@@ -457,20 +457,18 @@ class HddQueue:
     def _start_threads(self) -> None:
         # Called with the lock held.
         _register_exit_hook()
-        self._wake_fds = _make_wake_pipe()
-        for index in range(2):
-            self._threads.append(
-                threading.Thread(
-                    target=self._io_worker, name=f"{self.name}-io-{index}", daemon=True
-                )
-            )
-        self._threads.append(
-            threading.Thread(
-                target=self._callback_worker, name=f"{self.name}-callbacks", daemon=True
-            )
+        if self._wake_fds is None:
+            self._wake_fds = _make_wake_pipe()
+        threads = [
+            threading.Thread(target=self._io_worker, name=f"{self.name}-io-{index}", daemon=True)
+            for index in range(2)
+        ]
+        threads.append(
+            threading.Thread(target=self._callback_worker, name=f"{self.name}-callbacks", daemon=True)
         )
-        for thread in self._threads:
+        for thread in threads:
             thread.start()
+        self._threads = threads
 
     def _io_worker(self) -> None:
         baton = _new_baton()
