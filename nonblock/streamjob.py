@@ -8,9 +8,11 @@ This is where python-nonblock's write loop is done right:
 * Short writes and EAGAIN are followed to the last byte: what the stream took
   is counted, the rest is offered again, and a stream that cannot take more
   waits for writability (the queue polls its descriptor) instead of spinning.
-* Each chunk is written then flushed; with ``bandwidth_pct`` below 100 the job
-  then rests for ``(100 - p) / p`` times the recent average chunk time, so it
-  runs at p percent of its unthrottled rate.
+* Each chunk is written then flushed.  With ``bandwidth_pct`` p below 100, the
+  chunks are started on a schedule: one every ``100 / p`` average chunk times,
+  so the job runs at p percent of its unthrottled rate.  The schedule is kept
+  from plan to plan, not from wake-up to wake-up, so a rest that ran long
+  shortens the next one instead of slowing the whole write.
 * Any failure closes the stream if the job owns it, and propagates to the
   queue, which records it on the task.
 """
@@ -33,6 +35,9 @@ Block = Union[memoryview, str]
 # A stream that accepts nothing this many times in a row, without saying EAGAIN,
 # is broken; better an error than a spinning IO thread.
 _MAX_EMPTY_WRITES = 1000
+
+# How far a throttled write may fall behind its schedule and still make it up.
+_MAX_CATCH_UP = 0.005
 
 
 _RAW_BY_CLASS: Dict[type, bool] = {}
@@ -85,6 +90,7 @@ class StreamWriteJob:
         self._flush_pending = False
         self._empty_writes = 0
         self._recent_chunk_times: Deque[float] = collections.deque(maxlen=smoothing)
+        self._planned_start: Optional[float] = None  # when the current chunk was due
 
     # -- what is left -------------------------------------------------------------
 
@@ -173,9 +179,23 @@ class StreamWriteJob:
         if self._chunk is None:
             return self._finish()
         if self.bandwidth_pct < 100.0:
-            average = sum(self._recent_chunk_times) / len(self._recent_chunk_times)
-            return Step.sleep(average * (100.0 - self.bandwidth_pct) / self.bandwidth_pct)
+            return self._rest_until_next_start()
         return Step.more()
+
+    def _rest_until_next_start(self) -> Step:
+        average = sum(self._recent_chunk_times) / len(self._recent_chunk_times)
+        period = average * 100.0 / self.bandwidth_pct
+        now = time.monotonic()
+        if self._planned_start is None:
+            self._planned_start = now - average
+        # Behind schedule (late wake-ups, a slow chunk, a busy machine): catch up,
+        # but by no more than a few milliseconds' worth, rather than bursting to
+        # pay back a long stall at once.
+        planned = max(self._planned_start + period, now - max(period, _MAX_CATCH_UP))
+        self._planned_start = planned
+        if planned <= now:
+            return Step.more()
+        return Step.sleep(planned - now)
 
     def _write_some(self, chunk: Block) -> Tuple[int, bool]:
         """Offer the rest of *chunk*; return (how much the stream took, whether it blocked)."""
