@@ -337,6 +337,7 @@ def _new_baton() -> threading.Lock:
 
 
 _STOP = object()
+_LONG_OP_SECONDS = 0.0005
 _EAGAIN_BACKOFF = 0.001  # for a stream that said EAGAIN but has no descriptor to poll
 
 _live_queues: weakref.WeakSet[HddQueue] = weakref.WeakSet()
@@ -374,6 +375,9 @@ class HddQueue:
         self._completions: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._poller_active = False
         self._idle_io_threads = 0  # waiting on _work_ready, so worth a notify()
+        self._busy_io_threads = 0  # between taking a task and asking for the next
+        self._ops_are_long = False  # the last op held the disk long enough to prepare beside it
+        self._undelivered = 0  # completions handed to the callback thread, not yet delivered
         self._wake_fds: Optional[Tuple[int, int]] = None
 
     # -- submitting ---------------------------------------------------------------
@@ -447,6 +451,11 @@ class HddQueue:
     def _make_ready(self, task: Task[Any]) -> None:
         # Called with the lock held.
         self._ready.append(task)
+        # A working IO thread takes this itself once its op is done; waking the
+        # sister to prepare it meanwhile pays only when ops are long (big chunks).
+        # For small ops it is all cost: GIL contention and thread switches.
+        if self._busy_io_threads and not self._ops_are_long:
+            return
         if self._idle_io_threads:
             self._work_ready.notify()
         if self._poller_active:
@@ -472,20 +481,25 @@ class HddQueue:
 
     def _io_worker(self) -> None:
         baton = _new_baton()
+        busy = False
         while True:
-            task = self._next_ready_task()
+            task = self._next_ready_task(busy)
             if task is None:
                 return
+            busy = True
             self._run_one_op(task, baton)
 
-    def _next_ready_task(self) -> Optional[Task[Any]]:
+    def _next_ready_task(self, was_busy: bool) -> Optional[Task[Any]]:
         with self._lock:
+            if was_busy:
+                self._busy_io_threads -= 1
             while True:
                 if self._timers:
                     now = time.monotonic()
                     while self._timers and self._timers[0][0] <= now:
                         self._ready.append(heapq.heappop(self._timers)[2])
                 if self._ready:
+                    self._busy_io_threads += 1
                     return self._ready.popleft()
                 if self._shutdown_requested and self._io_pending == 0:
                     self._work_ready.notify_all()
@@ -563,10 +577,12 @@ class HddQueue:
                 return
             job.prepare()
             self._disk_token.acquire(baton)
+            started = time.perf_counter()
             try:
                 step = job.perform(task)
             finally:
                 self._disk_token.release()
+            self._ops_are_long = time.perf_counter() - started > _LONG_OP_SECONDS
         except BaseException as error:  # an op must never kill its thread
             self._io_finished(task, None, error)
             return
@@ -597,7 +613,13 @@ class HddQueue:
     def _io_finished(
         self, task: Task[Any], result: Any, error: Optional[BaseException]
     ) -> None:
-        """Release the task's successors and hand its outcome to the callback thread."""
+        """Release the task's successors, then complete the task or hand it to the callback thread.
+
+        A task with no callbacks at all, finishing while the callback thread has
+        nothing queued, is completed right here: no user code runs, completions
+        stay in order, and the hop to the callback thread (a thread switch per
+        write, the biggest cost of a small write) is saved.
+        """
         with task._hook_lock:
             task._io_done = True
             task._io_exception = error
@@ -618,7 +640,24 @@ class HddQueue:
                 self._work_ready.notify_all()
                 if self._poller_active:
                     self._wake_poller()
-        self._completions.put((task, result, error))
+            direct = (
+                self._undelivered == 0
+                and task.on_success is None and task.on_fail is None and task.on_end is None
+            )
+            if not direct:
+                self._undelivered += 1
+        if direct and _complete_without_callbacks(task, result, error):
+            with self._lock:
+                self._accepted.discard(task)
+                if not self._accepted:
+                    self._drained.notify_all()
+                    if self._shutdown_requested:
+                        self._completions.put(_STOP)  # the callback thread may be waiting to stop
+        else:
+            if direct:
+                with self._lock:
+                    self._undelivered += 1
+            self._completions.put((task, result, error))
         if hooks:
             for hook in hooks:
                 hook(task)
@@ -637,6 +676,7 @@ class HddQueue:
             task, result, error = item
             _deliver(task, result, error)
             with self._lock:
+                self._undelivered -= 1
                 self._accepted.discard(task)
                 if not self._accepted:
                     self._drained.notify_all()
@@ -729,15 +769,7 @@ class HddQueue:
 def _deliver(task: Task[Any], result: Any, error: Optional[BaseException]) -> None:
     """On the callback thread: run the task's callbacks, then complete its Future."""
     if task.on_success is None and task.on_fail is None and task.on_end is None:
-        # Nothing to run and, unless someone watches the state queue, nobody to
-        # see the intermediate states: go straight to CLOSED (most writes).
-        with task._hook_lock:
-            watched = task._state_queue is not None
-            if not watched:
-                task._execution_state = ExecutionState.CLOSED
-        if watched:
-            for state in _FINAL_STATES[error is None]:
-                task._set_execution_state(state)
+        _close_states(task, error)
         _complete_future(task, result, error)
         return
     task._early = _EarlyOutcome(result, error)
@@ -754,6 +786,32 @@ def _deliver(task: Task[Any], result: Any, error: Optional[BaseException]) -> No
     finally:
         task._early = None
     _complete_future(task, result, error)
+
+
+def _complete_without_callbacks(task: Task[Any], result: Any, error: Optional[BaseException]) -> bool:
+    """Complete *task* on this thread if nothing would run; return whether it did.
+
+    Holding the Future's condition (re-entrant) across the check and the
+    completion keeps add_done_callback() out until it is done; one added later
+    runs in the adding thread, as Future promises.
+    """
+    with task._condition:
+        if task._done_callbacks:  # type: ignore[attr-defined]
+            return False
+        _close_states(task, error)
+        _complete_future(task, result, error)
+    return True
+
+
+def _close_states(task: Task[Any], error: Optional[BaseException]) -> None:
+    """Walk a task with no callbacks to CLOSED; only a watcher can see the steps."""
+    with task._hook_lock:
+        watched = task._state_queue is not None
+        if not watched:
+            task._execution_state = ExecutionState.CLOSED
+    if watched:
+        for state in _FINAL_STATES[error is None]:
+            task._set_execution_state(state)
 
 
 _FINAL_STATES = {

@@ -303,3 +303,33 @@ def test_shutdown_refuses_new_work_with_queue_shutdown_a_runtime_error():
     with pytest.raises(QueueShutdown) as raised:
         queue.submit_job(CallJob(lambda: None))
     assert isinstance(raised.value, RuntimeError)
+
+
+def test_a_task_completes_only_after_the_callbacks_of_tasks_that_finished_before_it(hq):
+    # Tasks without callbacks may be completed straight from the IO thread; that
+    # must never let one overtake an earlier task whose callbacks are still running.
+    release = threading.Event()
+    ran: List[str] = []
+
+    def slow_success(result: Any) -> None:
+        release.wait(60)
+        ran.append("first's on_success")
+
+    first = hq.submit_job(CallJob(lambda: 1), Task(on_success=slow_success), lane="s")
+    second = hq.submit_job(CallJob(lambda: 2), lane="s")
+    assert not second.wait(0.2)  # held behind first's callback, however long it takes
+    release.set()
+    assert second.result(timeout=30) == 2
+    assert ran == ["first's on_success"] and first.done()
+
+
+def test_a_done_callback_never_runs_on_an_io_thread(hq):
+    threads: List[str] = []
+    gate, started = threading.Event(), threading.Event()
+    task = hq.submit_job(LoggingJob("t", [], first_op_gate=gate, first_op_started=started))
+    assert started.wait(30)
+    task.add_done_callback(lambda t: threads.append(threading.current_thread().name))
+    gate.set()
+    task.result(timeout=30)
+    hq.wait_idle(timeout=30)
+    assert threads == ["testq-callbacks"]
