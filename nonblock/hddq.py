@@ -200,8 +200,14 @@ class Task(_FutureBase[_T]):
 
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Block until the task is done or *timeout* seconds pass; return ``done()``."""
-        concurrent.futures.wait([self], timeout)
-        return self.done()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._condition:
+            while not self.done():
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._condition.wait(remaining)
+        return True
 
     def result(self, timeout: Optional[float] = None) -> _T:
         early = self._early
@@ -284,7 +290,9 @@ class Job(Protocol):
     """The work behind a task, done one op at a time by the IO threads.
 
     ``prepare()`` runs on an IO thread without the disk token: slicing,
-    encoding, anything that does not touch the device.  ``perform(task)`` runs
+    encoding, anything that does not touch the device.  It may run more than
+    once before the op (if the disk was busy, the task waits for the next turn
+    already prepared), so it must do nothing when the op is prepared already.  ``perform(task)`` runs
     holding the disk token and returns a :class:`Step`; an exception it raises
     fails the task.  ``abandon(cause)`` runs, holding the token, instead of the
     job when a task it was chained after failed: it cleans up (closing a stream
@@ -297,43 +305,6 @@ class Job(Protocol):
     def perform(self, task: Task[Any]) -> Step: ...
 
     def abandon(self, cause: BaseException) -> Optional[BaseException]: ...
-
-
-class _DiskToken:
-    """The right to touch the disk, handed to waiting threads in arrival order.
-
-    A plain Lock is not fair: the thread that releases it usually takes it
-    straight back, before the woken sister thread gets to run, and one big write
-    would then starve everything else.  Here release() hands the token to the
-    longest waiter directly.  Each waiting thread parks on its own *baton*, a
-    lock it keeps held, which the releaser releases to wake exactly that thread.
-    """
-
-    def __init__(self) -> None:
-        self._mutex = threading.Lock()
-        self._held = False
-        self._waiting: Deque[threading.Lock] = collections.deque()
-
-    def acquire(self, baton: threading.Lock) -> None:
-        with self._mutex:
-            if not self._held:
-                self._held = True
-                return
-            self._waiting.append(baton)
-        baton.acquire()  # returns once release() hands the token over
-
-    def release(self) -> None:
-        with self._mutex:
-            if self._waiting:
-                self._waiting.popleft().release()  # still held: now by that thread
-            else:
-                self._held = False
-
-
-def _new_baton() -> threading.Lock:
-    baton = threading.Lock()
-    baton.acquire()
-    return baton
 
 
 _STOP = object()
@@ -362,7 +333,11 @@ class HddQueue:
         self._lock = threading.Lock()
         self._work_ready = threading.Condition(self._lock)
         self._drained = threading.Condition(self._lock)
-        self._disk_token = _DiskToken()
+        # The right to touch the disk.  A thread that finds it taken does not
+        # queue for it (a hand-over per op costs a thread switch, which dwarfs a
+        # small write); it puts its prepared task back at the head of the ready
+        # deque, where the holder takes it next.  Fairness lives in the deque.
+        self._disk_token = threading.Lock()
         self._ready: Deque[Task[Any]] = collections.deque()
         self._timers: List[Tuple[float, int, Task[Any]]] = []
         self._writable_waiters: List[Tuple[int, Task[Any]]] = []
@@ -480,19 +455,26 @@ class HddQueue:
         self._threads = threads
 
     def _io_worker(self) -> None:
-        baton = _new_baton()
-        busy = False
+        busy = deferred = False
         while True:
-            task = self._next_ready_task(busy)
+            task = self._next_ready_task(busy, deferred)
             if task is None:
                 return
             busy = True
-            self._run_one_op(task, baton)
+            deferred = not self._run_one_op(task)
 
-    def _next_ready_task(self, was_busy: bool) -> Optional[Task[Any]]:
+    def _next_ready_task(self, was_busy: bool, deferred: bool) -> Optional[Task[Any]]:
         with self._lock:
             if was_busy:
                 self._busy_io_threads -= 1
+            if deferred and self._busy_io_threads:
+                # The token holder is at work and takes the task we put back
+                # when its op ends; wait for other work rather than spin on it.
+                self._idle_io_threads += 1
+                try:
+                    self._work_ready.wait()
+                finally:
+                    self._idle_io_threads -= 1
             while True:
                 if self._timers:
                     now = time.monotonic()
@@ -555,17 +537,19 @@ class HddQueue:
             except BlockingIOError:
                 pass  # the pipe is full, so a wake-up is pending already
 
-    def _run_one_op(self, task: Task[Any], baton: threading.Lock) -> None:
+    def _run_one_op(self, task: Task[Any]) -> bool:
+        """Run the task's next op; False if the disk was taken and the task was put back."""
         job = task._job
         assert job is not None
         if task._execution_state is ExecutionState.CREATED:
             if not task.set_running_or_notify_cancel():
                 self._io_finished(task, None, concurrent.futures.CancelledError())
-                return
+                return True
             task._set_execution_state(ExecutionState.RUNNING)
         try:
             if task._abandon_cause is not None:
-                self._disk_token.acquire(baton)
+                if not self._disk_token.acquire(False):
+                    return self._put_back(task)
                 try:
                     failure = job.abandon(task._abandon_cause)
                 finally:
@@ -574,9 +558,10 @@ class HddQueue:
                     failure = PredecessorFailed("a task this one was chained after failed")
                     failure.__cause__ = task._abandon_cause
                 self._io_finished(task, None, failure)
-                return
+                return True
             job.prepare()
-            self._disk_token.acquire(baton)
+            if not self._disk_token.acquire(False):
+                return self._put_back(task)
             started = time.perf_counter()
             try:
                 step = job.perform(task)
@@ -585,7 +570,17 @@ class HddQueue:
             self._ops_are_long = time.perf_counter() - started > _LONG_OP_SECONDS
         except BaseException as error:  # an op must never kill its thread
             self._io_finished(task, None, error)
-            return
+            return True
+        self._after_op(task, step)
+        return True
+
+    def _put_back(self, task: Task[Any]) -> bool:
+        with self._lock:
+            self._ready.appendleft(task)
+        return False
+
+    def _after_op(self, task: Task[Any], step: Step) -> None:
+        """Bookkeeping after an op: where the task waits for its next one."""
         kind = step.kind
         if kind == Step.MORE:
             with self._lock:
