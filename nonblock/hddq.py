@@ -608,17 +608,26 @@ class HddQueue:
     def _io_finished(
         self, task: Task[Any], result: Any, error: Optional[BaseException]
     ) -> None:
-        """Release the task's successors, then complete the task or hand it to the callback thread.
+        """Record the end of a task's IO, release its successors, and complete it.
 
         A task with no callbacks at all, finishing while the callback thread has
         nothing queued, is completed right here: no user code runs, completions
         stay in order, and the hop to the callback thread (a thread switch per
-        write, the biggest cost of a small write) is saved.
+        write, the biggest cost of a small write) is saved.  Any other task is
+        handed to the callback thread.
         """
         with task._hook_lock:
             task._io_done = True
             task._io_exception = error
             hooks, task._io_hooks = task._io_hooks, None
+        # Reading _undelivered without the lock is enough to keep order: a
+        # predecessor handed to the callback thread counted itself there before
+        # this task could even start.
+        completed = (
+            self._undelivered == 0
+            and task.on_success is None and task.on_fail is None and task.on_end is None
+            and _complete_without_callbacks(task, result, error)
+        )
         with self._lock:
             self._io_pending -= 1
             lane = task._lane
@@ -635,23 +644,15 @@ class HddQueue:
                 self._work_ready.notify_all()
                 if self._poller_active:
                     self._wake_poller()
-            direct = (
-                self._undelivered == 0
-                and task.on_success is None and task.on_fail is None and task.on_end is None
-            )
-            if not direct:
-                self._undelivered += 1
-        if direct and _complete_without_callbacks(task, result, error):
-            with self._lock:
+            if completed:
                 self._accepted.discard(task)
                 if not self._accepted:
                     self._drained.notify_all()
                     if self._shutdown_requested:
                         self._completions.put(_STOP)  # the callback thread may be waiting to stop
-        else:
-            if direct:
-                with self._lock:
-                    self._undelivered += 1
+            else:
+                self._undelivered += 1
+        if not completed:
             self._completions.put((task, result, error))
         if hooks:
             for hook in hooks:

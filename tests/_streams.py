@@ -61,3 +61,16 @@ class SlowReader(threading.Thread):
 
     def data(self) -> bytes:
         return b"".join(self.received)
+
+
+def held_pipe() -> Tuple[Any, SlowReader, threading.Event]:
+    """A non-blocking pipe whose reader reads nothing until the returned gate is set.
+
+    Returns (write stream, started reader, gate): writes past the pipe's buffer
+    stay pending, deterministically, until the test opens the gate.
+    """
+    read_fd, pipe = nonblocking_pipe()
+    gate = threading.Event()
+    reader = SlowReader(read_fd, bite=1 << 16, start_gate=gate)
+    reader.start()
+    return pipe, reader, gate

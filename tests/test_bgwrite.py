@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, List
 
 import pytest
-from _streams import ShortWriteFile, SlowReader, nonblocking_pipe
+from _streams import ShortWriteFile, SlowReader, held_pipe, nonblocking_pipe
 
 import nonblock
 from nonblock import (
@@ -210,8 +210,7 @@ def test_writing_to_a_closed_stream_fails_at_the_call(tmp_path):
 
 def test_ten_thousand_pending_writes_run_on_the_queues_three_threads(tmp_path):
     queue = HddQueue(name="manywrites")
-    read_fd, pipe = nonblocking_pipe()
-    reader = SlowReader(read_fd, bite=1 << 16, start_gate=threading.Event())
+    pipe, reader, gate = held_pipe()
     before = threading.active_count()
     blocker = bgwrite(pipe, pattern(4 * MiB), queue=queue)  # more than the pipe holds
     files = [open(tmp_path / f"f{i}", "wb") for i in range(100)]
@@ -219,8 +218,7 @@ def test_ten_thousand_pending_writes_run_on_the_queues_three_threads(tmp_path):
               for i in range(10_000)]
     assert threading.active_count() - before == 3
     assert not any(w.finished for w in writes)
-    reader.start()
-    reader.start_gate.set()  # type: ignore[union-attr]
+    gate.set()
     for w in writes:
         assert w.wait(60)
     pipe.close()
@@ -342,10 +340,7 @@ def test_a_nonblocking_pipe_with_a_slow_reader_gets_every_byte_once(buffering):
 
 
 def test_a_stream_waiting_for_room_does_not_hold_up_other_writes(tmp_path):
-    read_fd, pipe = nonblocking_pipe()
-    gate = threading.Event()
-    reader = SlowReader(read_fd, start_gate=gate)
-    reader.start()
+    pipe, reader, gate = held_pipe()
     stuck = bgwrite(pipe, pattern(2 * MiB))
     with open(tmp_path / "free", "wb") as stream:
         assert bgwrite(stream, b"through").result(timeout=30) == 7
@@ -413,10 +408,7 @@ def test_a_throttled_write_completes_with_every_byte(tmp_path):
 
 
 def test_progress_attributes_tell_the_story_of_a_write(tmp_path):
-    read_fd, pipe = nonblocking_pipe()
-    gate = threading.Event()
-    reader = SlowReader(read_fd, start_gate=gate)
-    reader.start()
+    pipe, reader, gate = held_pipe()
     blocker = bgwrite(pipe, pattern(1 * MiB))
     task = bgwrite_chunk(pipe, b"abcdefghij", 4)
     assert not task.startedWriting and task.is_alive() and not task.finished
