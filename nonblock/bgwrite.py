@@ -321,5 +321,8 @@ def _as_block(item: Any, name: str) -> Block:
         # The caller may change a mutable buffer after we return: keep our own copy.
         return memoryview(view.tobytes())
     if view.format != "B" or view.ndim != 1:
-        view = view.cast("B") if view.c_contiguous else memoryview(view.tobytes())
+        try:
+            view = view.cast("B")
+        except TypeError:  # not contiguous, or a format cast() refuses
+            view = memoryview(view.tobytes())
     return view

@@ -23,7 +23,7 @@ import collections
 import io
 import os
 import time
-from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Deque, Dict, Optional, Sequence, Tuple, Union
 
 from nonblock.hddq import PredecessorFailed, Step, Task
 
@@ -172,7 +172,6 @@ class StreamWriteJob:
                 return Step.wait_writable(self._fileno())
             self._flush_pending = False
         self._recent_chunk_times.append(self._chunk_io_time + time.perf_counter() - started)
-        self._chunk = None
         self._chunk_done = 0
         self._chunk_io_time = 0.0
         self._chunk = self._next_chunk()
@@ -239,8 +238,3 @@ class StreamWriteJob:
             self.stream.close()
         except Exception:
             pass  # the failure that brought us here is the one to report
-
-
-def flatten_blocks(blocks: List[Block]) -> List[Block]:
-    """Drop empty blocks, which would only cost an op each."""
-    return [block for block in blocks if len(block)]
