@@ -5,6 +5,7 @@ threads taking turns at the disk, one callback thread) writes the data in the
 background, in order, and records every error on the returned task.
 """
 
+from nonblock.background import ThreadManager, background, do_async, thread_manager
 from nonblock.bgwrite import (
     IO_PRIORITY_PROFILES,
     BackgroundIOPriority,
@@ -33,12 +34,16 @@ __all__ = [
     "HddQueue",
     "IO_PRIORITY_PROFILES",
     "PredecessorFailed",
+    "ThreadManager",
     "QueueShutdown",
     "Task",
+    "background",
     "bgwrite",
     "bgwrite_chunk",
     "chunk_data",
     "default_queue",
+    "do_async",
     "is_shutdown",
     "shutdown",
+    "thread_manager",
 ]
