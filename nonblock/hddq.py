@@ -926,3 +926,10 @@ def _reset_after_fork_in_child() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork_in_child)
 
+
+
+# mhddq's API (every file operation, its oplist twin, and the oplist functions),
+# made from the operation table; last, because it is built on the names above.
+from nonblock import filequeue as _filequeue  # noqa: E402
+
+__all__ += _filequeue.install(HddQueue, globals())
