@@ -32,7 +32,7 @@ import inspect
 import os
 import shutil
 import stat
-import tempfile
+import secrets
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from nonblock import _checks
@@ -151,7 +151,7 @@ def file_write(data: Any, filename: str, binary: bool = False, *,
     # Atomic: a temporary file beside the target, fsynced, renamed over it, so a
     # reader (or a crash) sees the old file or the new one, never half of one.
     folder = os.path.dirname(os.path.abspath(filename))
-    fd, temporary = tempfile.mkstemp(dir=folder, prefix=".nonblock-", suffix=".tmp")
+    fd, temporary = _create_beside(filename)
     try:
         with open(fd, mode) as stream:
             stream.write(data)
@@ -185,6 +185,27 @@ def file_stat(filename: str) -> Output:
         kind = "other"
     return {"stat": {"size": info.st_size, "mtime": info.st_mtime, "mode": stat.S_IMODE(info.st_mode),
                      "type": kind}}
+
+
+def _create_beside(filename: str) -> Tuple[int, str]:
+    """A new temporary file in *filename*'s folder, with the mode open() would give it.
+
+    The mode is the target's if it exists (a replacement keeps its permissions),
+    else 0o666 less the umask, as for any new file.
+    """
+    folder, name = os.path.split(os.path.abspath(filename))
+    while True:
+        temporary = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        break
+    try:
+        os.chmod(fd, stat.S_IMODE(os.stat(filename).st_mode))
+    except FileNotFoundError:
+        pass
+    return fd, temporary
 
 
 def _require_directory(path: str) -> None:

@@ -376,3 +376,12 @@ def test_an_mhddq_program_runs_after_changing_only_its_import(tmp_path):
         f"('file_read', True, '{d}/f.txt', {{'data': 'payload'}})",
         f"('directory_contents', True, '{d}', {{'contents': [{{'name': 'f.txt', 'type': 'file'}}]}})",
     ]
+
+
+def test_an_atomic_write_gives_a_new_file_opens_mode_and_keeps_a_replaced_files_mode(q, tree):
+    run(q, "file_write", "x", str(tree / "plain.txt"))
+    run(q, "file_write", "x", str(tree / "atomic.txt"), atomic=True)
+    assert os.stat(tree / "atomic.txt").st_mode == os.stat(tree / "plain.txt").st_mode
+    os.chmod(tree / "file.txt", 0o640)
+    run(q, "file_write", "y", str(tree / "file.txt"), atomic=True)
+    assert os.stat(tree / "file.txt").st_mode & 0o777 == 0o640
