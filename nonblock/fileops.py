@@ -30,9 +30,9 @@ from __future__ import annotations
 
 import inspect
 import os
+import secrets
 import shutil
 import stat
-import secrets
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from nonblock import _checks
