@@ -1,17 +1,20 @@
-"""nonblock side by side with python-nonblock 4.0.1 and plain write loops, in one run.
+"""nonblock side by side with python-nonblock 4.0.1, mhddq 0.3.0 and plain loops, in one run.
 
-    python benchmarks/compare.py [--quick]
+    python benchmarks/compare.py [--quick] [--only h,i,j]
 
-Runs scenarios a-g (see SCENARIOS below), repetitions interleaved so that the
-three contenders see the same machine weather, prints a markdown table of
-medians and ratios, and writes it, with the machine description, to
-benchmarks/results.md (overwritten).
+Runs scenarios a-j (see SCENARIOS below), repetitions interleaved so that the
+contenders see the same machine weather, prints a markdown table of medians
+and ratios, and writes it, with the machine description, to
+benchmarks/results.md (overwritten; not with --only).  Scenarios a-g compare
+bgwrite with python-nonblock's, h-j compare nonblock.hddq's mhddq API with mhddq.
 
-The repository's nonblock runs in this process.  python-nonblock is also named
-``nonblock``, so it is installed (if missing) with ``pip install --target
-benchmarks/.peers/python-nonblock`` and runs in a worker subprocess
-(peer_worker.py) that has that folder first on sys.path and the repository
-not at all.  Both run the very same workload code (workloads.py).
+The repository's nonblock runs in this process.  Each peer is installed (if
+missing) with ``pip install --target benchmarks/.peers/<peer>`` and runs in a
+worker subprocess of its own (peer_worker.py) that has that folder on sys.path
+and the repository not at all: python-nonblock because it is also named
+``nonblock``, mhddq because it can be shut down only once per process (its
+package also needs its inner folder on sys.path; see peer_worker.import_mhddq).
+Every contender runs the very same workload code (workloads.py).
 """
 
 from __future__ import annotations
@@ -39,10 +42,27 @@ from workloads import KiB, MiB
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(BENCH_DIR)
-PEER_DIR = os.path.join(BENCH_DIR, ".peers", "python-nonblock")
-PEER_REQUIREMENT = "python-nonblock==4.0.1"
 RESULTS_PATH = os.path.join(BENCH_DIR, "results.md")
-PEER_NAME = "python-nonblock 4.0.1"
+
+
+@dataclass(frozen=True)
+class PeerSpec:
+    """A peer library: what peer_worker.py calls it, and where pip puts it."""
+
+    kind: str
+    requirement: str
+    dist_info: str
+    name: str
+
+    @property
+    def folder(self) -> str:
+        return os.path.join(BENCH_DIR, ".peers", self.kind)
+
+
+PYTHON_NONBLOCK = PeerSpec("python-nonblock", "python-nonblock==4.0.1", "python_nonblock-4.0.1.dist-info",
+                           "python-nonblock 4.0.1")
+MHDDQ = PeerSpec("mhddq", "mhddq==0.3.0", "mhddq-0.3.0.dist-info", "mhddq 0.3.0")
+PEER_OF_SCENARIO = {**dict.fromkeys("abcdefg", PYTHON_NONBLOCK), **dict.fromkeys("hij", MHDDQ)}
 
 # (bandwidthPct, the ioPrio whose profile has it, that profile's chunk size)
 THROTTLE_PROFILES = ((90, 2, 4194304), (72, 4, 2097152), (45, 7, 723517), (20, 10, 262144))
@@ -65,17 +85,25 @@ class Settings:
     interactive_size: int
     interactive_reps: int
     interactive_seconds: float
+    ops_count: int
+    ops_reps: int
+    round_trips: int
+    round_trip_reps: int
+    enqueue_calls: int
+    enqueue_reps: int
 
 
 FULL = Settings(
     name="full", reps=7, return_reps=15, big_size=256 * MiB, drain_size=1024 * MiB, drain_reps=5,
     small_writes=10_000, chain_links=1000, rate_seconds=0.75, rate_reps=7,
     interactive_size=512 * MiB, interactive_reps=5, interactive_seconds=1.0,
+    ops_count=10_000, ops_reps=7, round_trips=200, round_trip_reps=5, enqueue_calls=100, enqueue_reps=5,
 )
 QUICK = Settings(
     name="quick", reps=3, return_reps=7, big_size=256 * MiB, drain_size=1024 * MiB, drain_reps=2,
     small_writes=10_000, chain_links=1000, rate_seconds=0.4, rate_reps=3,
     interactive_size=512 * MiB, interactive_reps=3, interactive_seconds=0.5,
+    ops_count=10_000, ops_reps=3, round_trips=200, round_trip_reps=3, enqueue_calls=100, enqueue_reps=3,
 )
 
 
@@ -118,7 +146,8 @@ def verdict(met: Optional[bool]) -> str:
 
 def render_table(rows: Sequence[Row]) -> str:
     """The rows as a markdown table."""
-    header = ("#", "measurement", "plain loop", "nonblock", PEER_NAME, "ratio", "target", "")
+    peer = f"peer: {PYTHON_NONBLOCK.name} (a-g), {MHDDQ.name} (h-j)"
+    header = ("#", "measurement", "plain loop", "nonblock", peer, "ratio", "target", "")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = (row.scenario, row.measure, row.plain, row.nonblock, row.peer, row.ratio, row.target,
@@ -138,15 +167,14 @@ def spread(seconds: Sequence[float]) -> str:
 # -- the peer and the repository's nonblock ----------------------------------------------------
 
 
-def ensure_peer_installed() -> None:
-    """pip-install python-nonblock 4.0.1 into PEER_DIR unless it is there already."""
-    marker = os.path.join(PEER_DIR, "python_nonblock-4.0.1.dist-info")
-    if os.path.isdir(marker):
+def ensure_peer_installed(spec: PeerSpec) -> None:
+    """pip-install the peer into its own folder under .peers/ unless it is there already."""
+    if os.path.isdir(os.path.join(spec.folder, spec.dist_info)):
         return
-    log(f"installing {PEER_REQUIREMENT} into {PEER_DIR}")
+    log(f"installing {spec.requirement} into {spec.folder}")
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         "--target", PEER_DIR, "--upgrade", PEER_REQUIREMENT],
+         "--target", spec.folder, "--upgrade", spec.requirement],
         check=True,
     )
 
@@ -162,14 +190,23 @@ def import_repo_nonblock() -> ModuleType:
 
 
 class PeerWorker:
-    """A peer_worker.py subprocess running workloads against python-nonblock."""
+    """A peer_worker.py subprocess running workloads against one peer library.
 
-    def __init__(self) -> None:
+    Started on the first call and kept for the whole run (mhddq cannot be
+    restarted in a process once shut down; the worker shuts it down on close).
+    """
+
+    def __init__(self, spec: PeerSpec) -> None:
+        self.spec = spec
         self.process: Optional[subprocess.Popen[str]] = None
         self.info: Dict[str, Any] = {}
 
+    @property
+    def started(self) -> bool:
+        return self.process is not None
+
     def call(self, name: str, timeout: float = 600.0, **args: Any) -> Any:
-        """Run ``workloads.name(python_nonblock, **args)`` in the worker and return its result."""
+        """Run ``workloads.name(peer_module, **args)`` in the worker and return its result."""
         process = self._running()
         assert process.stdin is not None
         process.stdin.write(json.dumps({"call": name, "args": args}) + "\n")
@@ -191,7 +228,8 @@ class PeerWorker:
     def _running(self) -> subprocess.Popen[str]:
         if self.process is None or self.process.poll() is not None:
             self.process = subprocess.Popen(
-                [sys.executable, "-I", os.path.join(BENCH_DIR, "peer_worker.py"), PEER_DIR],
+                [sys.executable, "-I", os.path.join(BENCH_DIR, "peer_worker.py"), self.spec.kind,
+                 self.spec.folder],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
             )
             self.info = self._receive(60.0)
@@ -205,30 +243,38 @@ class PeerWorker:
             process.kill()
             process.wait()
             self.process = None
-            raise TimeoutError(f"{PEER_NAME} worker gave no answer in {timeout:.0f} s (killed)")
+            raise TimeoutError(f"{self.spec.name} worker gave no answer in {timeout:.0f} s (killed)")
         line = process.stdout.readline()
         if not line:
             self.process = None
-            raise RuntimeError(f"{PEER_NAME} worker exited with {process.wait()}")
+            raise RuntimeError(f"{self.spec.name} worker exited with {process.wait()}")
         message = json.loads(line)
         if not message["ok"]:
-            raise RuntimeError(f"{PEER_NAME} worker failed:\n{message['error']}")
+            raise RuntimeError(f"{self.spec.name} worker failed:\n{message['error']}")
         return message["result"]
 
 
 @dataclass
 class Bench:
-    """What every scenario needs: settings, a scratch folder and the two libraries."""
+    """What every scenario needs: settings, a scratch folder, nonblock and the peers."""
 
     settings: Settings
     dirpath: str
     nb: ModuleType
     peer: PeerWorker
+    mhddq: PeerWorker
+
+    @property
+    def hddq(self) -> ModuleType:
+        """nonblock.hddq: mhddq's API on nonblock's default queue."""
+        return importlib.import_module(self.nb.__name__ + ".hddq")
 
     def release(self) -> None:
-        """Drop cached payloads and reusable files in both processes."""
+        """Drop cached payloads and reusable files in every process (only started workers)."""
         workloads.release()
-        self.peer.call("release")
+        for worker in (self.peer, self.mhddq):
+            if worker.started:
+                worker.call("release")
 
 
 def rotated(names: Sequence[str], rep: int) -> List[str]:
@@ -484,9 +530,117 @@ def scenario_g(bench: Bench) -> List[Row]:
     )]
 
 
+# -- h: file operations per second -------------------------------------------------------------
+
+
+def scenario_h(bench: Bench) -> List[Row]:
+    d, reps, count = bench.dirpath, bench.settings.ops_reps, bench.settings.ops_count
+    args = {"count": count, "nfiles": 100}
+    runs = interleave(reps, {
+        "plain": lambda: workloads.plain_ops_throughput(d, **args),
+        "nonblock": lambda: workloads.ops_throughput(bench.hddq, d, **args),
+        "peer": lambda: bench.mhddq.call("ops_throughput", dirpath=d, **args),
+    })
+    plain = median(runs["plain"])
+
+    def cell(key: str) -> Tuple[float, str]:
+        elapsed = [run["elapsed_s"] for run in runs[key]]
+        calls = median([run["enqueue_s"] for run in runs[key]])
+        mid = median(elapsed)
+        return mid, (f"{count / mid:,.0f} ops/s ({fmt_time(mid)}, {spread(elapsed)}; "
+                     f"the calls took {fmt_time(calls)})")
+
+    (nb, nb_text), (peer, peer_text) = cell("nonblock"), cell("peer")
+    speedup = peer / nb
+    return [Row(
+        "h", f"{count:,} file_exists calls over 100 present and 100 missing files, first call to "
+        "last callback: operations per second",
+        f"{count / plain:,.0f} ops/s (os.path.isfile loop)", nb_text, peer_text,
+        f"nonblock/mhddq {fmt_ratio(speedup)} the ops/s", "nonblock >= 2x mhddq's ops/s", speedup >= 2,
+    )]
+
+
+# -- i: one operation's round trip -------------------------------------------------------------
+
+
+def _describe_times(samples: Sequence[float]) -> Tuple[float, str]:
+    ordered = sorted(samples)
+    mid, p90 = median(ordered), ordered[int(0.9 * (len(ordered) - 1))]
+    return mid, f"{fmt_time(mid)} (p90 {fmt_time(p90)}, max {fmt_time(ordered[-1])}, n={len(ordered)})"
+
+
+def scenario_i(bench: Bench) -> List[Row]:
+    d, reps, count = bench.dirpath, bench.settings.round_trip_reps, bench.settings.round_trips
+    runs = interleave(reps, {
+        "plain": lambda: workloads.plain_round_trips(d, count),
+        "nonblock": lambda: workloads.round_trips(bench.hddq, d, count),
+        "peer": lambda: bench.mhddq.call("round_trips", dirpath=d, count=count),
+    })
+    (_, plain_text), (nb, nb_text), (peer, peer_text) = (
+        _describe_times([sample for run in runs[key] for sample in run])
+        for key in ("plain", "nonblock", "peer"))
+    ratio = nb / peer
+    return [Row(
+        "i", f"one file_exists round trip, call to its callback starting ({count} sequential, each "
+        f"waiting for the last; x{reps} runs)",
+        f"{plain_text} (os.path.isfile call)", nb_text, peer_text,
+        f"nonblock/mhddq {ratio:.2f}x (1/{1 / ratio:.1f})", "nonblock median <= 1/5 of mhddq's",
+        ratio <= 0.2,
+    )]
+
+
+# -- j: enqueue time while a callback sleeps ---------------------------------------------------
+
+
+def scenario_j(bench: Bench) -> List[Row]:
+    d, reps, count = bench.dirpath, bench.settings.enqueue_reps, bench.settings.enqueue_calls
+    sleep_s = 1.0
+
+    def nonblock_run(seconds: float) -> Callable[[], Dict[str, float]]:
+        return lambda: workloads.enqueue_while_callback_sleeps(bench.hddq, d, count, seconds)
+
+    def peer_run(seconds: float) -> Callable[[], Dict[str, float]]:
+        return lambda: bench.mhddq.call(
+            "enqueue_while_callback_sleeps", dirpath=d, count=count, sleep_s=seconds)
+
+    runs = interleave(reps, {
+        "nonblock_sleep": nonblock_run(sleep_s), "nonblock_idle": nonblock_run(0.0),
+        "peer_sleep": peer_run(sleep_s), "peer_idle": peer_run(0.0),
+    })
+    med = {(key, field): median([run[field] for run in values])
+           for key, values in runs.items() for field in values[0]}
+
+    def ratio(who: str, field: str) -> float:
+        return med[(who + "_sleep", field)] / med[(who + "_idle", field)]
+
+    def per_call(who: str) -> str:
+        return (f"{fmt_time(med[(who + '_sleep', 'median_s')])} vs "
+                f"{fmt_time(med[(who + '_idle', 'median_s')])} ({fmt_ratio(ratio(who, 'median_s'))})")
+
+    def totals(who: str) -> str:
+        sleep, idle = who + "_sleep", who + "_idle"
+        return (f"total {fmt_time(med[(sleep, 'total_s')])} vs {fmt_time(med[(idle, 'total_s')])} "
+                f"({fmt_ratio(ratio(who, 'total_s'))}); slowest call {fmt_time(med[(sleep, 'max_s')])} "
+                f"vs {fmt_time(med[(idle, 'max_s')])}; all {count} done "
+                f"{fmt_time(med[(sleep, 'calls_done_after_s')])} after the sleeper started")
+
+    def both(field: str) -> str:
+        return f"nonblock {fmt_ratio(ratio('nonblock', field))}; mhddq {fmt_ratio(ratio('peer', field))}"
+
+    what = (f"file_exists call time while an earlier callback sleeps {sleep_s:g} s vs with no sleeper "
+            f"({count} calls, x{reps} runs)")
+    return [
+        Row("j", what + ": median per call", "—", per_call("nonblock"), per_call("peer"),
+            f"sleeping/none: {both('median_s')}", "nonblock <= 1.5x", ratio("nonblock", "median_s") <= 1.5),
+        Row("j", what + f": all {count} calls", "—", totals("nonblock"), totals("peer"),
+            f"sleeping/none: {both('total_s')}", "nonblock <= 1.5x", ratio("nonblock", "total_s") <= 1.5),
+    ]
+
+
 SCENARIOS: Sequence[Tuple[str, Callable[[Bench], List[Row]]]] = (
     ("a", scenario_a), ("b", scenario_b), ("c", scenario_c), ("d", scenario_d),
-    ("e", scenario_e), ("f", scenario_f), ("g", scenario_g),
+    ("e", scenario_e), ("f", scenario_f), ("g", scenario_g), ("h", scenario_h),
+    ("i", scenario_i), ("j", scenario_j),
 )
 
 
@@ -542,7 +696,7 @@ def repo_revision() -> str:
     return head + (" + uncommitted changes in nonblock/" if dirty else "")
 
 
-def machine_description(dirpath: str, settings: Settings, peer_info: Dict[str, Any]) -> List[str]:
+def machine_description(dirpath: str, settings: Settings, workers: Sequence[PeerWorker]) -> List[str]:
     cores = os.cpu_count()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
     return [
@@ -552,7 +706,8 @@ def machine_description(dirpath: str, settings: Settings, peer_info: Dict[str, A
         f"- Python: {platform.python_implementation()} {platform.python_version()}",
         f"- temp dir: {dirpath}, filesystem {filesystem_of(dirpath)}",
         f"- nonblock: {REPO_ROOT} at {repo_revision()}",
-        f"- peer: {PEER_NAME} from {os.path.dirname(peer_info.get('nonblock_file', '?'))}",
+        *(f"- peer: {worker.spec.name} from {os.path.dirname(worker.info.get('module_file', '?'))}"
+          for worker in workers if worker.started),
         f"- mode: {settings.name}; {datetime.datetime.now().isoformat(timespec='seconds')}",
     ]
 
@@ -592,12 +747,16 @@ def release_quietly(bench: Bench) -> None:
         log(f"could not release the scenario's memory: {error!r}")
 
 
-def warm_up(bench: Bench) -> None:
-    """Pay first-use costs (page cache, queue threads) before anything is timed."""
-    for _ in range(2):
-        workloads.warm_up(None, bench.dirpath, 1024 * MiB)
-    workloads.warm_up(bench.nb, bench.dirpath, 64 * MiB)
-    bench.peer.call("warm_up", dirpath=bench.dirpath, size=64 * MiB)
+def warm_up(bench: Bench, scenarios: Sequence[str]) -> None:
+    """Pay first-use costs (page cache, queue threads, the workers) before anything is timed."""
+    if any(PEER_OF_SCENARIO[name] is PYTHON_NONBLOCK for name in scenarios):
+        for _ in range(2):
+            workloads.warm_up(None, bench.dirpath, 1024 * MiB)
+        workloads.warm_up(bench.nb, bench.dirpath, 64 * MiB)
+        bench.peer.call("warm_up", dirpath=bench.dirpath, size=64 * MiB)
+    if any(PEER_OF_SCENARIO[name] is MHDDQ for name in scenarios):
+        workloads.round_trips(bench.hddq, bench.dirpath, 20)
+        bench.mhddq.call("round_trips", dirpath=bench.dirpath, count=20)
     bench.release()
 
 
@@ -607,8 +766,9 @@ How to read it:
 - Cells are medians of the repetitions; where a spread matters it is shown as min-max. The
   contenders' repetitions are interleaved, their order rotated each time, so they share the
   machine's weather. Ratios compare medians.
-- "plain loop" is ordinary open()/write()+flush() code in the main thread. python-nonblock runs
-  the very same workload code (workloads.py) in a subprocess of its own.
+- "plain loop" is ordinary open()/write()+flush() code in the main thread (h, i: os.path.isfile
+  calls). a-g compare bgwrite with python-nonblock's, h-j nonblock.hddq's mhddq API with mhddq's;
+  each peer runs the very same workload code (workloads.py) in a subprocess of its own.
 - Big writes (a, b, e's drain, f) overwrite a file whose pages are already cached: on this VM,
   allocating fresh page cache makes write rates swing between ~1 and ~3.5 GB/s from run to run,
   while overwriting runs at a steady ~6 GB/s. Small writes (c, d, e's 4 KiB write) append to new
@@ -620,12 +780,19 @@ How to read it:
 - g: the loop runs for a fixed time (or until the drain ends) and is compared with the same loop
   run alone just before and just after; "drain meanwhile" is how fast the background write went
   while the loop ran.
+- h-j use only callbacks (never a library's own wait) and never shut a library down: mhddq cannot
+  restart, so it runs in one worker process for the whole run and is shut down when that ends.
+- i: the cell pools every round trip of every run: median, 90th percentile, maximum.
+- j: one op is queued whose callback sleeps 1 s (or, for the reference, returns at once); once it
+  has started, the next calls are timed one by one. Cells are "with the sleeper vs without". In
+  mhddq a callback runs holding the queue's lock, so the first call waits out the sleep and the
+  rest are quick again: the median hides it, the total and the slowest call show it.
 """
 
 
 def report(machine: Sequence[str], rows: Sequence[Row], elapsed: float) -> str:
     return "\n".join([
-        "# nonblock benchmarks: side by side with python-nonblock and plain loops", "",
+        "# nonblock benchmarks: side by side with python-nonblock, mhddq and plain loops", "",
         "Produced by `python benchmarks/compare.py`; overwritten on each run.", "",
         *machine, f"- total run time: {elapsed:.0f} s", "",
         render_table(rows), "", NOTES,
@@ -640,19 +807,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     options = parser.parse_args(argv)
     settings = QUICK if options.quick else FULL
     only = [name.strip() for name in options.only.split(",") if name.strip()]
-    ensure_peer_installed()
+    unknown = [name for name in only if name not in PEER_OF_SCENARIO]
+    if unknown:
+        parser.error(f"--only: no scenario {', '.join(unknown)} (there are {', '.join(PEER_OF_SCENARIO)})")
+    scenarios = only or list(PEER_OF_SCENARIO)
+    for spec in (PYTHON_NONBLOCK, MHDDQ):
+        if any(PEER_OF_SCENARIO[name] is spec for name in scenarios):
+            ensure_peer_installed(spec)
     nb = import_repo_nonblock()
     dirpath = tempfile.mkdtemp(prefix="nonblock-bench-")
-    peer = PeerWorker()
+    workers = (PeerWorker(PYTHON_NONBLOCK), PeerWorker(MHDDQ))
     try:
-        bench = Bench(settings, dirpath, nb, peer)
+        bench = Bench(settings, dirpath, nb, *workers)
         log(f"warming up in {dirpath}")
-        warm_up(bench)
-        machine = machine_description(dirpath, settings, peer.info)
+        warm_up(bench, scenarios)
+        machine = machine_description(dirpath, settings, workers)
         print("\n".join(machine), flush=True)
         rows = run_scenarios(bench, only)
     finally:
-        peer.close()
+        for worker in workers:
+            worker.close()
         shutil.rmtree(dirpath, ignore_errors=True)
     text = report(machine, rows, time.perf_counter() - _START)
     print("\n" + render_table(rows))

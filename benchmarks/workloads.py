@@ -1,4 +1,4 @@
-"""One repetition of each benchmark workload, written once for both libraries.
+"""One repetition of each benchmark workload, written once for nonblock and its peers.
 
 nonblock and python-nonblock share the calls these workloads use
 (``bgwrite(fileObj, data, closeWhenFinished, chainAfter, ioPrio)``,
@@ -8,7 +8,11 @@ compare.py passes the repository's ``nonblock`` in its own process, and
 peer_worker.py passes python-nonblock's in a subprocess.  The ``plain_*``
 functions are the physical reference: ordinary ``open()`` write+flush loops.
 
-This module imports neither library.  Each function returns plain numbers (a
+Scenarios h-j drive mhddq's API (``file_exists(callback, filename)`` and its
+callback dict) the same way: *lib* is ``nonblock.hddq`` in compare.py's process
+and mhddq's module in a peer_worker.py subprocess.
+
+This module imports no library under test.  Each function returns plain numbers (a
 float or a dict of them) so the result can travel as JSON, and checks that the
 bytes landed.
 
@@ -26,6 +30,7 @@ import contextlib
 import itertools
 import math
 import os
+import shutil
 import threading
 import time
 from types import ModuleType
@@ -409,3 +414,171 @@ def interactivity(
 
 def _rate(iterations: int, seconds: float) -> float:
     return iterations / seconds if seconds > 0 else 0.0
+
+
+# -- h, i, j: mhddq's file operations -----------------------------------------------------------
+# These take *lib* as a module with mhddq's functions (``file_exists(callback,
+# filename)`` returning True once queued, the callback getting a dict with 'result'
+# and 'output' on a callback thread): nonblock.hddq here, the mhddq module in
+# peer_worker.py.  They only use callbacks, never a library's own wait call, so both
+# run exactly the same code.  None of them shuts the library down: mhddq cannot
+# restart once shut down.
+
+_CALLBACK_TIMEOUT_S = 120.0
+
+
+class _Callbacks:
+    """Counts file_exists callbacks and notes when the *expected*-th one ran."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.lock = threading.Lock()
+        self.seen = 0
+        self.existing = 0
+        self.failures: List[Any] = []
+        self.last_at = 0.0
+        self.all_done = threading.Event()
+
+    def __call__(self, report: Dict[str, Any]) -> None:
+        now = time.perf_counter()
+        with self.lock:
+            self.seen += 1
+            if report.get("result") is not True:
+                self.failures.append(report.get("output"))
+            elif report["output"].get("exists"):
+                self.existing += 1
+            if self.seen == self.expected:
+                self.last_at = now
+                self.all_done.set()
+
+    def wait(self) -> None:
+        """Wait for every expected callback; raise if one failed or they did not all come."""
+        if not self.all_done.wait(_CALLBACK_TIMEOUT_S):
+            raise RuntimeError(f"only {self.seen} of {self.expected} callbacks ran "
+                               f"in {_CALLBACK_TIMEOUT_S:.0f} s")
+        if self.failures:
+            raise RuntimeError(f"{len(self.failures)} operations failed, first: {self.failures[0]}")
+
+
+def _enqueue(lib: ModuleType, callback: Callable[[Dict[str, Any]], None], filename: str) -> None:
+    if lib.file_exists(callback, filename) is not True:
+        raise RuntimeError("file_exists was not queued (is the library shut down?)")
+
+
+@contextlib.contextmanager
+def _exists_names(dirpath: str, nfiles: int) -> Iterator[List[str]]:
+    """*nfiles* paths of files that exist, then *nfiles* of files that do not, in a new folder."""
+    folder = os.path.join(dirpath, f"exists-{os.getpid()}-{next(_file_numbers)}")
+    os.mkdir(folder)
+    try:
+        names = [os.path.join(folder, f"present-{index}") for index in range(nfiles)]
+        for name in names:
+            with open(name, "wb"):
+                pass
+        yield names + [os.path.join(folder, f"missing-{index}") for index in range(nfiles)]
+    finally:
+        shutil.rmtree(folder)
+
+
+def _round_trip(lib: ModuleType, filename: str) -> float:
+    """Seconds from one file_exists call to its callback starting."""
+    callbacks = _Callbacks(1)
+    start = time.perf_counter()
+    _enqueue(lib, callbacks, filename)
+    callbacks.wait()
+    return callbacks.last_at - start
+
+
+def ops_throughput(lib: ModuleType, dirpath: str, count: int, nfiles: int) -> Dict[str, float]:
+    """*count* file_exists calls cycling over *nfiles* present and *nfiles* missing files.
+
+    Returns the seconds from the first call until the last callback ran, and
+    the seconds the calls themselves took.  Checks every answer.
+    """
+    with _exists_names(dirpath, nfiles) as names:
+        _round_trip(lib, names[0])  # threads up and running before the clock starts
+        callbacks = _Callbacks(count)
+        start = time.perf_counter()
+        for index in range(count):
+            _enqueue(lib, callbacks, names[index % len(names)])
+        enqueued = time.perf_counter() - start
+        callbacks.wait()
+        expected = sum(1 for index in range(count) if index % len(names) < nfiles)
+        if callbacks.existing != expected:
+            raise RuntimeError(f"{callbacks.existing} files reported present, expected {expected}")
+    return {"elapsed_s": callbacks.last_at - start, "enqueue_s": enqueued}
+
+
+def plain_ops_throughput(dirpath: str, count: int, nfiles: int) -> float:
+    """Seconds for a plain loop calling os.path.isfile the way :func:`ops_throughput` asks."""
+    with _exists_names(dirpath, nfiles) as names:
+        start = time.perf_counter()
+        existing = sum(os.path.isfile(names[index % len(names)]) for index in range(count))
+        elapsed = time.perf_counter() - start
+    if existing != sum(1 for index in range(count) if index % len(names) < nfiles):
+        raise RuntimeError("os.path.isfile miscounted")
+    return elapsed
+
+
+def round_trips(lib: ModuleType, dirpath: str, count: int) -> List[float]:
+    """*count* sequential round trips (call to callback start) of file_exists, in seconds.
+
+    Each call waits for the previous callback (a threading.Event) before it is made.
+    """
+    with _exists_names(dirpath, 1) as names:
+        _round_trip(lib, names[0])  # not timed: starts the threads
+        return [_round_trip(lib, names[index % 2]) for index in range(count)]
+
+
+def plain_round_trips(dirpath: str, count: int) -> List[float]:
+    """*count* direct os.path.isfile calls, in seconds each: the floor under a round trip."""
+    with _exists_names(dirpath, 1) as names:
+        times = []
+        for index in range(count):
+            start = time.perf_counter()
+            os.path.isfile(names[index % 2])
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def enqueue_while_callback_sleeps(
+    lib: ModuleType, dirpath: str, count: int, sleep_s: float
+) -> Dict[str, float]:
+    """Time *count* file_exists calls made while an earlier op's callback sleeps *sleep_s*.
+
+    One op is queued whose callback signals that it started and then sleeps
+    *sleep_s* (0: returns at once, the reference); once it has started, *count*
+    further calls are timed one by one.  Returns their median, slowest and total
+    seconds, and how long the sleeping callback had been running when the calls
+    were done (to show they overlapped it).  Waits for every callback before returning.
+    """
+    started = threading.Event()
+    started_at = [0.0]
+
+    def sleeper(report: Dict[str, Any]) -> None:
+        started_at[0] = time.perf_counter()
+        started.set()
+        if report.get("result") is not True:
+            raise RuntimeError(f"file_exists failed: {report.get('output')}")
+        time.sleep(sleep_s)
+
+    with _exists_names(dirpath, 1) as names:
+        _round_trip(lib, names[0])  # not timed: starts the threads
+        _enqueue(lib, sleeper, names[0])
+        if not started.wait(_CALLBACK_TIMEOUT_S):
+            raise RuntimeError("the first callback never started")
+        callbacks = _Callbacks(count)
+        times = []
+        for index in range(count):
+            start = time.perf_counter()
+            _enqueue(lib, callbacks, names[index % 2])
+            times.append(time.perf_counter() - start)
+        overlap = time.perf_counter() - started_at[0]
+        callbacks.wait()
+    times.sort()
+    return {
+        "median_s": times[(count - 1) // 2] / 2 + times[count // 2] / 2,
+        "max_s": times[-1],
+        "total_s": sum(times),
+        "calls_done_after_s": overlap,
+    }

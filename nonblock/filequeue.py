@@ -8,6 +8,9 @@ written once, here, for all operations.
 from __future__ import annotations
 
 import logging
+import os
+import threading
+import weakref
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from nonblock import fileops
@@ -26,15 +29,14 @@ class OplistStopped(RuntimeError):
 class OperationJob:
     """One file operation, run as one op."""
 
-    def __init__(self, operation: Operation, params: Dict[str, Any]) -> None:
-        self.operation = operation
-        self.params = params
+    def __init__(self, entry: OpListEntry) -> None:
+        self.entry = entry
 
     def prepare(self) -> None:
         pass
 
     def perform(self, task: Task[Any]) -> Step:
-        return Step.done(self.operation.run(self.params))
+        return Step.done(self.entry.run())
 
     def abandon(self, cause: BaseException) -> Optional[BaseException]:
         return None
@@ -76,7 +78,7 @@ class OpListJob:
                 all_well = False
                 continue
             try:
-                output = item.operation.run(item.params)
+                output = item.run()
             except Exception as error:
                 self._report(item, None, error)
                 all_well = False
@@ -85,8 +87,12 @@ class OpListJob:
         return all_well
 
     def _report(self, entry: OpListEntry, output: Any, error: Optional[BaseException]) -> None:
-        report = fileops.callback_report(entry.operation.name, entry.params, output, error)
-        self.reports.append((entry.params["callback"], report))
+        params = entry.params
+        if error is None:
+            report = {"action": entry.operation.name, "result": True, "params": params, "output": output}
+        else:
+            report = fileops.callback_report(entry.operation.name, params, None, error)
+        self.reports.append((params["callback"], report))
 
     def deliver(self, _result: Any) -> None:
         """On the callback thread: every operation's callback, in order, each on its own."""
@@ -124,13 +130,104 @@ def _reporting_task(operation: Operation, params: Dict[str, Any]) -> Task[Any]:
     )
 
 
+# -- batching the module functions ------------------------------------------------------------
+# mhddq's module functions return True, not a task, so nothing asks for one
+# Future per call.  Consecutive calls are gathered into one job while it waits
+# to run: an operation then costs its own work and a callback, not a Future,
+# a submission and two thread hand-overs.  A batch takes new operations only
+# while it is still the last thing queued, so the queue's order is kept.
+
+BATCH_LIMIT = 256
+"""The most operations one batch (one turn at the disk) gathers."""
+
+
+class _Batch:
+    """Operations gathered for one job; sealed, under its batcher's lock, when the job starts."""
+
+    __slots__ = ("lock", "entries", "sealed", "task")
+
+    def __init__(self, lock: threading.Lock, first: OpListEntry) -> None:
+        self.lock = lock
+        self.entries: List[OpListEntry] = [first]
+        self.sealed = False
+        self.task: Optional[Task[Any]] = None
+
+
+class BatchJob(OpListJob):
+    """Runs a batch of independent operations, in order, as one op."""
+
+    def __init__(self, batch: _Batch) -> None:
+        super().__init__((False, ()))
+        self.batch = batch
+
+    def perform(self, task: Task[Any]) -> Step:
+        with self.batch.lock:
+            self.batch.sealed = True
+            entries = tuple(self.batch.entries)
+        self._run((False, entries), skipping=False)
+        return Step.done(None)
+
+
+class _Batcher:
+    """The open batch of one queue's module-function calls."""
+
+    def __init__(self, queue: HddQueue) -> None:
+        self.queue = queue
+        self.lock = threading.Lock()
+        self.open: Optional[_Batch] = None
+
+    def add(self, entry: OpListEntry) -> bool:
+        """Queue *entry*: True once queued, False after shutdown."""
+        queue = self.queue
+        with self.lock:
+            if queue._shutdown_requested:
+                return False
+            batch = self.open
+            if (batch is not None and not batch.sealed and queue.last_submitted is batch.task
+                    and len(batch.entries) < BATCH_LIMIT):
+                batch.entries.append(entry)
+                return True
+            batch = _Batch(self.lock, entry)
+            job = BatchJob(batch)
+            try:
+                batch.task = queue.submit_job(job, Task(on_success=job.deliver))
+            except QueueShutdown:
+                return False
+            self.open = batch
+            return True
+
+
+_batchers: weakref.WeakKeyDictionary[HddQueue, _Batcher] = weakref.WeakKeyDictionary()
+_batchers_lock = threading.Lock()
+
+
+def _forget_batchers_after_fork() -> None:
+    # The parent's batches belong to the parent; their locks may be held.
+    global _batchers, _batchers_lock
+    _batchers = weakref.WeakKeyDictionary()
+    _batchers_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_batchers_after_fork)
+
+
+def _batcher_of(queue: HddQueue) -> _Batcher:
+    batcher = _batchers.get(queue)
+    if batcher is None:
+        with _batchers_lock:
+            batcher = _batchers.setdefault(queue, _Batcher(queue))
+    return batcher
+
+
 # -- making the API from the table -------------------------------------------------------------
 
 
 def _queue_method(operation: Operation) -> Callable[..., Task[Any]]:
     def method(self: HddQueue, callback: Any = None, *args: Any, **kwargs: Any) -> Task[Any]:
         params = operation.bind(callback, args, kwargs)
-        return self.submit_job(OperationJob(operation, params), _reporting_task(operation, params))
+        job = OperationJob(OpListEntry(operation, params))
+        return self.submit_job(job, _reporting_task(operation, params))
 
     method.__name__ = method.__qualname__ = operation.name
     method.__doc__ = (f"Queue {operation.name}{_signature(operation)}; return its task, whose result "
@@ -140,11 +237,8 @@ def _queue_method(operation: Operation) -> Callable[..., Task[Any]]:
 
 def _module_function(operation: Operation) -> Callable[..., bool]:
     def function(callback: Any = None, *args: Any, **kwargs: Any) -> bool:
-        try:
-            getattr(default_queue(), operation.name)(callback, *args, **kwargs)
-        except QueueShutdown:
-            return False
-        return True
+        entry = OpListEntry(operation, operation.bind(callback, args, kwargs))
+        return _batcher_of(default_queue()).add(entry)
 
     function.__name__ = function.__qualname__ = operation.name
     function.__doc__ = (f"Queue {operation.name}{_signature(operation)} on the default queue: True "

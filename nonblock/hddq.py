@@ -354,6 +354,9 @@ class HddQueue:
         self._ops_are_long = False  # the last op held the disk long enough to prepare beside it
         self._undelivered = 0  # completions handed to the callback thread, not yet delivered
         self._wake_fds: Optional[Tuple[int, int]] = None
+        # The most recent submission: work may join a task that is still the
+        # last one queued (and not started) without changing the queue's order.
+        self.last_submitted: Optional[Task[Any]] = None
 
     # -- submitting ---------------------------------------------------------------
 
@@ -399,6 +402,7 @@ class HddQueue:
                     waiting.append(task)
                     task._gates += 1
             self._accepted.add(task)
+            self.last_submitted = task
             self._io_pending += 1
             if task._gates == 0:
                 self._make_ready(task)
