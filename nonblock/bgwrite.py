@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import io
+import os
 from typing import Any, Deque, Dict, List, Optional, Sequence, Union
 
 from nonblock import _checks
@@ -94,7 +95,10 @@ class BackgroundWriteProcess(Task[int]):
         if queue is not None and not isinstance(queue, HddQueue):
             raise TypeError(f"queue must be an HddQueue or None, not {_checks.show(queue)}")
         _check_stream(fileObj, fsync)
-        blocks, is_list = _payload_blocks(dataBlocks, _stream_kind(fileObj))
+        kind = _stream_kind(fileObj)
+        if kind is _TEXT:
+            _refuse_nonblocking_text(fileObj)
+        blocks, is_list = _payload_blocks(dataBlocks, kind)
         if on_success is not None or on_fail is not None or on_end is not None:
             _check_callbacks(on_success=on_success, on_fail=on_fail, on_end=on_end)
         super().__init__(on_success=on_success, on_fail=on_fail, on_end=on_end)
@@ -264,6 +268,20 @@ def _check_callbacks(**callbacks: Any) -> None:
 # Whether a stream class is text or binary, by its io base class; asking the ABCs
 # costs more than the rest of a small bgwrite call, so each class is asked once.
 _KIND_BY_CLASS: Dict[type, str] = {}
+
+
+def _refuse_nonblocking_text(stream: Any) -> None:
+    # A text wrapper that meets EAGAIN drops what it had encoded: no byte count
+    # can make that good, so such a stream is refused rather than corrupted.
+    try:
+        blocking = os.get_blocking(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return  # no descriptor (StringIO, ...): nothing can say EAGAIN
+    if not blocking:
+        raise ValueError(
+            f"fileObj is a text stream on a non-blocking descriptor, which loses data on EAGAIN; "
+            f"write bytes to its .buffer instead: {_checks.show(stream)}"
+        )
 
 
 def _stream_kind(stream: Any) -> str:

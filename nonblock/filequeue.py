@@ -115,7 +115,7 @@ def _call_quietly(callback: Any, report: Report) -> None:
         return
     try:
         callback(report)
-    except Exception:
+    except BaseException:  # even sys.exit() in a callback must not kill the callback thread
         logger.exception("callback %r of %s raised", callback, report["action"])
 
 

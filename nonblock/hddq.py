@@ -198,8 +198,19 @@ class Task(_FutureBase[_T]):
 
     # -- waiting ----------------------------------------------------------------
 
+    def _refuse_waiting_on_own_thread(self) -> None:
+        # An op holds the disk token and the callback thread delivers in order:
+        # waiting there for an unfinished task of the same queue would wait forever.
+        queue_ = self._queue
+        if queue_ is not None and not self.done() and threading.current_thread() in queue_._threads:
+            raise RuntimeError(
+                f"waiting for {self!r} from {threading.current_thread().name}, a thread of its own "
+                "queue, would deadlock; chain the work instead (after=, chainAfter=, a callback)"
+            )
+
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Block until the task is done or *timeout* seconds pass; return ``done()``."""
+        self._refuse_waiting_on_own_thread()
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._condition:
             while not self.done():
@@ -215,12 +226,14 @@ class Task(_FutureBase[_T]):
             if early.exception is not None:
                 raise early.exception
             return early.result  # type: ignore[no-any-return]
+        self._refuse_waiting_on_own_thread()
         return super().result(timeout)
 
     def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
         early = self._early
         if early is not None and early.thread is threading.current_thread():
             return early.exception
+        self._refuse_waiting_on_own_thread()
         return super().exception(timeout)
 
     def __await__(self) -> Generator[Any, None, _T]:
@@ -284,6 +297,34 @@ class Step:
 
 
 _STEP_MORE = Step(Step.MORE)
+
+
+def _checked_predecessors(task: Task[Any], after: Iterable[Optional[Task[Any]]]) -> List[Task[Any]]:
+    """The tasks in *after*, or a clear error before anything is queued."""
+    predecessors = []
+    for predecessor in after:
+        if predecessor is None:
+            continue
+        if not isinstance(predecessor, Task):
+            raise TypeError(f"after must hold nonblock Tasks or None, not {predecessor!r}")
+        if predecessor is task:
+            raise ValueError("a task cannot run after itself")
+        predecessors.append(predecessor)
+    return predecessors
+
+
+def _check_step(step: Any) -> None:
+    """TypeError for a step the queue cannot follow, so that it fails its task, not a thread."""
+    if not isinstance(step, Step):
+        raise TypeError(f"a job's perform() must return a Step, not {step!r}")
+    if step.kind == Step.SLEEP:
+        if isinstance(step.value, bool) or not isinstance(step.value, (int, float)) or not step.value >= 0:
+            raise TypeError(f"Step.sleep needs a number of seconds >= 0, not {step.value!r}")
+    elif step.kind == Step.WAIT_WRITABLE:
+        if step.value is not None and (isinstance(step.value, bool) or not isinstance(step.value, int)):
+            raise TypeError(f"Step.wait_writable needs a descriptor or None, not {step.value!r}")
+    elif step.kind not in (Step.MORE, Step.DONE):
+        raise TypeError(f"unknown step kind {step.kind!r}")
 
 
 class Job(Protocol):
@@ -379,7 +420,7 @@ class HddQueue:
         """
         if task is None:
             task = Task()
-        predecessors = [dep for dep in after if dep is not None]
+        predecessors = _checked_predecessors(task, after)
         with self._lock:
             if self._shutdown_requested:
                 raise QueueShutdown(f"the HDD queue {self.name!r} has been shut down")
@@ -547,7 +588,7 @@ class HddQueue:
         assert job is not None
         if task._execution_state is ExecutionState.CREATED:
             if not task.set_running_or_notify_cancel():
-                self._io_finished(task, None, concurrent.futures.CancelledError())
+                self._abandon_cancelled(task, job)
                 return True
             task._set_execution_state(ExecutionState.RUNNING)
         try:
@@ -572,11 +613,24 @@ class HddQueue:
             finally:
                 self._disk_token.release()
             self._ops_are_long = time.perf_counter() - started > _LONG_OP_SECONDS
+            _check_step(step)
         except BaseException as error:  # an op must never kill its thread
             self._io_finished(task, None, error)
             return True
         self._after_op(task, step)
         return True
+
+    def _abandon_cancelled(self, task: Task[Any], job: Job) -> None:
+        """A task cancelled before it ran: let its job clean up (close a stream it owns)."""
+        cancelled = concurrent.futures.CancelledError()
+        self._disk_token.acquire()  # rare, and the holder never waits for us
+        try:
+            job.abandon(cancelled)
+        except BaseException:
+            logger.exception("cleaning up cancelled %r failed", task)
+        finally:
+            self._disk_token.release()
+        self._io_finished(task, None, cancelled)
 
     def _put_back(self, task: Task[Any]) -> bool:
         with self._lock:
@@ -597,7 +651,7 @@ class HddQueue:
                 heapq.heappush(self._timers, (deadline, next(self._tiebreak), task))
         elif kind == Step.WAIT_WRITABLE:
             with self._lock:
-                if step.value is None:
+                if step.value is None or step.value < 0:
                     deadline = time.monotonic() + _EAGAIN_BACKOFF
                     heapq.heappush(self._timers, (deadline, next(self._tiebreak), task))
                 else:
@@ -674,12 +728,16 @@ class HddQueue:
                 stop_requested = True
                 continue
             task, result, error = item
-            _deliver(task, result, error)
-            with self._lock:
-                self._undelivered -= 1
-                self._accepted.discard(task)
-                if not self._accepted:
-                    self._drained.notify_all()
+            try:
+                _deliver(task, result, error)
+            except BaseException:
+                logger.exception("delivering %r failed", task)
+            finally:
+                with self._lock:
+                    self._undelivered -= 1
+                    self._accepted.discard(task)
+                    if not self._accepted:
+                        self._drained.notify_all()
 
     # -- shutting down --------------------------------------------------------------
 
@@ -835,7 +893,7 @@ def _run_callback(callback: Optional[Callback], argument: Any, role: str, task: 
         return
     try:
         callback(argument)
-    except Exception:
+    except BaseException:  # even sys.exit() in a callback must not kill the callback thread
         logger.exception("%s callback %r of %r raised", role, callback, task)
 
 
