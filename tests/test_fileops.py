@@ -385,3 +385,28 @@ def test_an_atomic_write_gives_a_new_file_opens_mode_and_keeps_a_replaced_files_
     os.chmod(tree / "file.txt", 0o640)
     run(q, "file_write", "y", str(tree / "file.txt"), atomic=True)
     assert os.stat(tree / "file.txt").st_mode & 0o777 == 0o640
+
+
+def test_module_calls_and_other_submissions_keep_call_order_across_batches(tree):
+    # Module calls share jobs (batches); a batch must never pull a later call ahead
+    # of work submitted in between, nor reorder across its size limit.
+    target = str(tree / "order")
+    queue = hddq.default_queue()
+    expected = []
+    for index in range(700):
+        if index % 97 == 0:
+            queue.file_append(None, f"m{index},", target)  # a method call: its own task
+        else:
+            assert hddq.file_append(None, f"{index},", target) is True
+        expected.append(f"m{index}" if index % 97 == 0 else str(index))
+    assert queue.wait_idle(timeout=60)
+    assert (tree / "order").read_text().rstrip(",").split(",") == expected
+
+
+def test_module_calls_report_each_operation_once_in_order(tree):
+    collect = Collector()
+    for index in range(300):
+        hddq.file_exists(collect, str(tree / ("file.txt" if index % 2 else "nope")))
+    assert hddq.default_queue().wait_idle(timeout=60)
+    assert [r["output"]["exists"] for r in collect.reports] == [bool(i % 2) for i in range(300)]
+    assert set(collect.threads) == {"nonblock-callbacks"}
