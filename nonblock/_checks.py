@@ -27,6 +27,13 @@ def show(value: Any, limit: int = 80) -> str:
     return text
 
 
+def optional_callables(**callbacks: Any) -> None:
+    """TypeError, naming the argument, for any given callback that is not callable."""
+    for name, callback in callbacks.items():
+        if callback is not None and not callable(callback):
+            raise TypeError(f"{name} must be callable or None, not {show(callback)}")
+
+
 def positive_int(name: str, value: Any) -> int:
     """*value* as an int >= 1; bools and floats are refused."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):

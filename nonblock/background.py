@@ -85,9 +85,7 @@ class ThreadManager:
             if on_fail is not None:
                 raise TypeError("give on_fail or on_failure, not both")
             on_fail = on_failure
-        for name, callback in (("on_success", on_success), ("on_fail", on_fail), ("on_end", on_end)):
-            if callback is not None and not callable(callback):
-                raise TypeError(f"{name} must be callable or None, not {_checks.show(callback)}")
+        _checks.optional_callables(on_success=on_success, on_fail=on_fail, on_end=on_end)
         task: Task[Any] = Task(on_success=on_success, on_fail=on_fail, on_end=on_end)
         args = (task, *fn_args) if give_thread else tuple(fn_args)
         job = FunctionJob(function, args, dict(fn_kwargs or {}))

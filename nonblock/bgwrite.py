@@ -100,7 +100,7 @@ class BackgroundWriteProcess(Task[int]):
             _refuse_nonblocking_text(fileObj)
         blocks, is_list = _payload_blocks(dataBlocks, kind)
         if on_success is not None or on_fail is not None or on_end is not None:
-            _check_callbacks(on_success=on_success, on_fail=on_fail, on_end=on_end)
+            _checks.optional_callables(on_success=on_success, on_fail=on_fail, on_end=on_end)
         super().__init__(on_success=on_success, on_fail=on_fail, on_end=on_end)
         self.fileObj = fileObj
         self.closeWhenFinished = bool(closeWhenFinished)
@@ -257,12 +257,6 @@ def _check_stream(stream: Any, fsync: Any) -> None:
         raise ValueError(f"fileObj is closed: {_checks.show(stream)}")
     if fsync and not callable(getattr(stream, "fileno", None)):
         raise ValueError(f"fsync=True needs a stream with a fileno(), not {_checks.show(stream)}")
-
-
-def _check_callbacks(**callbacks: Any) -> None:
-    for name, callback in callbacks.items():
-        if callback is not None and not callable(callback):
-            raise TypeError(f"{name} must be callable or None, not {_checks.show(callback)}")
 
 
 # Whether a stream class is text or binary, by its io base class; asking the ABCs

@@ -280,7 +280,7 @@ def callback_report(name: str, params: Dict[str, Any], output: Optional[Output],
     if error is not None:
         return {"action": name, "result": False, "params": params,
                 "output": {"exception": f"{type(error).__name__}: {error}"}}
-    return {"action": name, "result": True, "params": params, "output": dict(output or {})}
+    return {"action": name, "result": True, "params": params, "output": output if output is not None else {}}
 
 
 # -- oplists -----------------------------------------------------------------------------------
@@ -331,14 +331,14 @@ def create_empty_oplist(*, stop_on_error: bool = False) -> OpList:
 
 def clear_oplist(oplist: List[Any]) -> None:
     """Remove every item from *oplist*."""
-    _require_oplist("oplist", oplist)
+    require_oplist("oplist", oplist)
     oplist.clear()
 
 
 def embed_oplist(oplist: List[Any], sub_oplist: List[Any]) -> None:
     """Add *sub_oplist* to *oplist*: it will run, whole, in its place."""
-    _require_oplist("oplist", oplist)
-    _require_oplist("sub_oplist", sub_oplist)
+    require_oplist("oplist", oplist)
+    require_oplist("sub_oplist", sub_oplist)
     if sub_oplist is oplist or any(inner is oplist for inner in walk_oplists(sub_oplist)):
         raise ValueError("embedding this oplist would make it contain itself")
     oplist.append(sub_oplist)
@@ -354,7 +354,7 @@ def walk_oplists(oplist: List[Any]) -> Iterator[List[Any]]:
 
 def validate_oplist(oplist: Any, seen: Tuple[int, ...] = ()) -> None:
     """TypeError for anything in *oplist* that is not an operation or an oplist."""
-    _require_oplist("oplist", oplist)
+    require_oplist("oplist", oplist)
     if id(oplist) in seen:
         raise ValueError("an oplist contains itself")
     for index, item in enumerate(oplist):
@@ -364,6 +364,6 @@ def validate_oplist(oplist: Any, seen: Tuple[int, ...] = ()) -> None:
             raise TypeError(f"oplist item {index} is not an operation or an oplist: {_checks.show(item)}")
 
 
-def _require_oplist(name: str, value: Any) -> None:
+def require_oplist(name: str, value: Any) -> None:
     if not isinstance(value, list):
         raise TypeError(f"{name} must be an oplist from create_empty_oplist(), not {_checks.show(value)}")

@@ -87,12 +87,8 @@ class OpListJob:
         return all_well
 
     def _report(self, entry: OpListEntry, output: Any, error: Optional[BaseException]) -> None:
-        params = entry.params
-        if error is None:
-            report = {"action": entry.operation.name, "result": True, "params": params, "output": output}
-        else:
-            report = fileops.callback_report(entry.operation.name, params, None, error)
-        self.reports.append((params["callback"], report))
+        report = fileops.callback_report(entry.operation.name, entry.params, output, error)
+        self.reports.append((entry.params["callback"], report))
 
     def deliver(self, _result: Any) -> None:
         """On the callback thread: every operation's callback, in order, each on its own."""
@@ -248,7 +244,7 @@ def _module_function(operation: Operation) -> Callable[..., bool]:
 
 def _oplist_function(operation: Operation) -> Callable[..., None]:
     def add(oplist: List[Any], callback: Any = None, *args: Any, **kwargs: Any) -> None:
-        fileops._require_oplist("oplist", oplist)
+        fileops.require_oplist("oplist", oplist)
         oplist.append(OpListEntry(operation, operation.bind(callback, args, kwargs)))
 
     add.__name__ = add.__qualname__ = "oplist_" + operation.name

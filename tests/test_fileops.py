@@ -6,11 +6,11 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
+from _jobs import CallJob
 
 from nonblock import HddQueue, hddq
 from nonblock.fileops import OPERATIONS
@@ -313,9 +313,10 @@ def test_a_slow_callback_delays_neither_enqueueing_nor_io(q, tree):
     assert started.wait(30)
     # Enqueueing returns at once, and the files get written, while the callback is held.
     tasks = [q.file_write(None, str(i), str(tree / f"w{i}")) for i in range(20)]
-    deadline = time.monotonic() + 30
-    while not all_written(tree, 20) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    written = threading.Event()
+    # after= waits for the writes' IO, not for their (held-up) completion.
+    q.submit_job(CallJob(written.set), after=tasks)
+    assert written.wait(30)
     assert all_written(tree, 20)
     assert not release.is_set()
     release.set()
