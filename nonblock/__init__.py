@@ -1,8 +1,9 @@
 """nonblock: write to disk without waiting for it.
 
-``bgwrite(fileObj, data)`` returns at once; a shared HDD IO queue (two IO
-threads taking turns at the disk, one callback thread) writes the data in the
-background, in order, and records every error on the returned task.
+``bgwrite(fileObj, data)`` returns at once, and so does every write to a
+``BackgroundHddFile(path, mode)`` (a drop-in for open()); a shared HDD IO queue
+(two IO threads taking turns at the disk, one callback thread) writes the data
+in the background, in order, and reports every error.
 """
 
 from nonblock.background import ThreadManager, background, do_async, thread_manager
@@ -14,6 +15,7 @@ from nonblock.bgwrite import (
     bgwrite_chunk,
     chunk_data,
 )
+from nonblock.hddfile import BackgroundBinaryFile, BackgroundHddFile, BackgroundTextFile
 from nonblock.hddq import (
     ExecutionState,
     HddQueue,
@@ -28,6 +30,9 @@ from nonblock.hddq import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "BackgroundBinaryFile",
+    "BackgroundHddFile",
+    "BackgroundTextFile",
     "BackgroundIOPriority",
     "BackgroundWriteProcess",
     "ExecutionState",

@@ -72,6 +72,7 @@ __all__ = [
     "Task",
     "default_queue",
     "is_shutdown",
+    "prepare_for_exit",
     "shutdown",
 ]
 
@@ -939,12 +940,40 @@ def is_shutdown() -> bool:
     return _default_queue is not None and _default_queue.is_shutdown()
 
 
+_exit_preparers: List[Callable[[bool], None]] = []
+
+
+def prepare_for_exit(preparer: Callable[[bool], None]) -> None:
+    """Have *preparer(final)* called at interpreter exit, before the queues drain.
+
+    A writer that holds data on the caller's side (a file object coalescing
+    small writes, say) hands it to its queue here.  It is called twice: with
+    ``final=False`` when threading's exit hooks run (other threads may still
+    write), and with ``final=True`` once they have been joined (the last chance:
+    close what is open).  An exception it raises is logged and the drain goes on.
+    """
+    _exit_preparers.append(preparer)
+
+
+def _run_exit_preparers(final: bool) -> None:
+    for preparer in list(_exit_preparers):
+        try:
+            preparer(final)
+        except BaseException:
+            logger.exception("preparing %r for exit failed", preparer)
+
+
 def _wait_all_idle() -> None:
     """Block until no live queue has work, accepting new work meanwhile.
 
     A callback may queue more (a write that continues a file, say), so one
     pass is not enough: go round until every queue is idle at once.
     """
+    _run_exit_preparers(final=False)
+    _wait_until_idle()
+
+
+def _wait_until_idle() -> None:
     while True:
         busy = [queue_ for queue_ in list(_live_queues) if not queue_.wait_idle(0)]
         if not busy:
@@ -954,7 +983,8 @@ def _wait_all_idle() -> None:
 
 
 def _drain_all_at_exit() -> None:
-    _wait_all_idle()
+    _run_exit_preparers(final=True)
+    _wait_until_idle()
     for queue_ in list(_live_queues):
         queue_.shutdown(wait=True)
 
@@ -977,8 +1007,36 @@ def _register_exit_hook() -> None:
         pass  # the interpreter is already past that moment
 
 
+# How long a fork waits for the op in progress before going ahead without it.
+_FORK_QUIESCE_SECONDS = 1.0
+_tokens_held_for_fork: List[threading.Lock] = []
+
+
+def _quiesce_before_fork() -> None:
+    """Keep the disk still across fork(): wait for the op in progress, hold every token.
+
+    A stream copied into the child in the middle of a write would carry a
+    half-written buffer (and maybe a held lock) into the child.  Not from a
+    queue's own thread (a background function that forks holds its token
+    already), and never for long: an op stuck for a second is not worth a hang.
+    """
+    current = threading.current_thread()
+    for queue_ in list(_live_queues):
+        if current in queue_._threads:
+            continue
+        token = queue_._disk_token
+        if token.acquire(timeout=_FORK_QUIESCE_SECONDS):
+            _tokens_held_for_fork.append(token)
+
+
+def _release_after_fork_in_parent() -> None:
+    while _tokens_held_for_fork:
+        _tokens_held_for_fork.pop().release()
+
+
 def _reset_after_fork_in_child() -> None:
     global _default_queue, _registry_lock
+    _tokens_held_for_fork.clear()  # the child's queues get new tokens below
     _registry_lock = threading.Lock()
     for queue_ in list(_live_queues):
         queue_._forget_after_fork()
@@ -986,7 +1044,11 @@ def _reset_after_fork_in_child() -> None:
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork_in_child)
+    os.register_at_fork(
+        before=_quiesce_before_fork,
+        after_in_parent=_release_after_fork_in_parent,
+        after_in_child=_reset_after_fork_in_child,
+    )
 
 
 

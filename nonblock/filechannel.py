@@ -1,0 +1,309 @@
+"""The IO-thread half of a BackgroundHddFile: the real file object and the jobs that touch it.
+
+A :class:`~nonblock.hddfile.BackgroundHddFile` is two halves.  The caller's half
+(hddfile.py) gathers writes and turns calls into jobs; this half, a
+:class:`FileChannel`, owns the builtin file object that open() returned and is
+only ever touched by the queue's IO threads, one op at a time, holding the disk
+token.  The channel is also the jobs' *lane*, so they run in the order the
+caller issued them and never interleave.
+
+Three rules hold here:
+
+* **Nothing after a failure is written.**  The first error of a write, a flush,
+  a sync or the close is kept in :attr:`FileChannel.error`; every write job
+  that starts after it fails with :class:`~nonblock.hddq.PredecessorFailed`
+  instead of writing, so the file never gets a hole.
+* **The buffers are empty between ops.**  Each chunk is flushed to the OS as
+  soon as it is written, so a fork (which waits for the op in progress) never
+  copies half-written data into the child.
+* **Every byte is settled.**  :attr:`FileChannel.settled` counts what left the
+  caller's hands and reached its end, written or failed; the caller's bound on
+  pending data waits on it.  Only jobs update it, holding the disk token, so
+  the two IO threads never race on it.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import threading
+import weakref
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
+
+from nonblock.hddq import PredecessorFailed, Step, Task
+
+__all__ = ["ChannelCall", "FileChannel", "WriteJob"]
+
+logger = logging.getLogger("nonblock")
+
+Piece = Union[str, bytes]
+Chunk = Union[str, bytes, memoryview]
+
+# A raw stream that takes nothing this many times in a row, without saying
+# EAGAIN, is broken; better an error than a spinning IO thread.
+_MAX_EMPTY_WRITES = 1000
+
+
+class FileChannel:
+    """The real file object of one BackgroundHddFile, and what the IO threads know of it."""
+
+    def __init__(self, real: Any, *, chunk_size: int, text: bool, fsync: bool, name: Any) -> None:
+        self.real = real
+        self.chunk_size = chunk_size
+        self.text = text
+        self.fsync = fsync
+        self.name = name
+        self.error: Optional[BaseException] = None
+        self.error_retrieved = False
+        # True while a chunk is part-way into a stream that said EAGAIN: the
+        # real object may hold some of it in its buffer between ops.
+        self.mid_chunk = False
+        self.settled = 0
+        self.room = threading.Condition(threading.Lock())
+        self.room_waiters = 0
+        # Who to tell at once about an error (the caller's half, weakly held so
+        # that dropping the file object still closes it), and whether anyone
+        # is left to tell it later.
+        self.owner: Optional[weakref.ref[Any]] = None
+        self.exiting = False
+        self._report_lock = threading.Lock()
+        self._reported = False
+
+    # -- bookkeeping (jobs call these holding the disk token) ------------------------
+
+    def settle(self, count: int) -> None:
+        """*count* more bytes reached their end; wake a writer waiting for room."""
+        self.settled += count
+        if self.room_waiters:
+            with self.room:
+                self.room.notify_all()
+
+    def fail(self, error: BaseException, unsettled: int) -> None:
+        """Record the file's first error, settle what will now never be written."""
+        if self.error is None and not isinstance(error, PredecessorFailed):
+            self.error = error
+            owner = self.owner() if self.owner is not None else None
+            if owner is not None:
+                owner._refused = True  # the caller's fast path looks at this one flag
+            elif not self.exiting:
+                self.report_unretrieved()
+        self.settled += unsettled
+        if self.room_waiters:
+            with self.room:
+                self.room.notify_all()
+        if self.exiting:
+            self.report_unretrieved()
+
+    def report_unretrieved(self) -> None:
+        """Log the error, once, if no call ever raised it: an error is never dropped silently."""
+        with self._report_lock:
+            if self.error is None or self.error_retrieved or self._reported:
+                return
+            self._reported = True
+        logger.error(
+            "a background write to %r failed and no call on the file ever raised it",
+            self.name, exc_info=self.error,
+        )
+
+    def not_written(self) -> PredecessorFailed:
+        failure = PredecessorFailed(f"not written: an earlier write to {self.name!r} failed")
+        failure.__cause__ = self.error
+        return failure
+
+    # -- ops other than writes ---------------------------------------------------------
+
+    def sync(self) -> None:
+        if self.error is not None:
+            raise self.not_written()
+        self.real.flush()
+        os.fsync(self.real.fileno())
+
+    def close(self) -> None:
+        """Flush (and fsync, if asked), then close; after an error, just close."""
+        real = self.real
+        if self.error is not None:
+            try:
+                real.close()  # its flush fails again on the same data; that error is known
+            except Exception:
+                pass
+            return
+        try:
+            real.flush()
+            if self.fsync:
+                os.fsync(real.fileno())
+        finally:
+            real.close()
+
+
+class ChannelCall:
+    """One call on the channel as a single op: a read, a seek, a sync, the close.
+
+    With *records_errors* (sync and close), a failure is the file's error like
+    a failed write; otherwise (reads, seeks) it is only the caller's answer.
+    """
+
+    def __init__(self, channel: FileChannel, function: Callable[..., Any],
+                 args: Sequence[Any] = (), *, records_errors: bool = False) -> None:
+        self.channel = channel
+        self.function = function
+        self.args = args
+        self.records_errors = records_errors
+
+    def prepare(self) -> None:
+        pass
+
+    def perform(self, task: Task[Any]) -> Step:
+        try:
+            return Step.done(self.function(*self.args))
+        except BaseException as error:
+            if self.records_errors:
+                self.channel.fail(error, 0)
+            raise
+
+    def abandon(self, cause: BaseException) -> Optional[BaseException]:
+        return None
+
+
+class WriteJob:
+    """Write the caller's gathered *pieces* through the channel, a chunk per op.
+
+    Small pieces are joined into chunks of about the channel's chunk size; a
+    piece that big on its own is cut into chunks instead, without copying
+    bytes.  Each chunk is written, short writes and EAGAIN followed to the last
+    byte, and flushed.  The result is the number of bytes (characters, in text
+    mode) written.
+    """
+
+    def __init__(self, channel: FileChannel, pieces: List[Piece], size: int) -> None:
+        self.channel = channel
+        self.size = size
+        self.settled = 0
+        self._chunks: Iterator[Tuple[Chunk, Optional[List[Piece]]]] = _chunks_of(
+            pieces, channel.chunk_size, channel.text
+        )
+        self._chunk: Optional[Tuple[Chunk, Optional[List[Piece]]]] = None
+        self._offset = 0  # how much of the current chunk the stream has taken
+        self._flush_pending = False
+        self._empty_writes = 0
+
+    def prepare(self) -> None:
+        if self._chunk is None:
+            self._chunk = next(self._chunks, None)
+
+    def perform(self, task: Task[Any]) -> Step:
+        channel = self.channel
+        try:
+            if channel.error is not None:
+                raise channel.not_written()
+            return self._perform(task)
+        except BaseException as error:
+            unsettled, self.settled = self.size - self.settled, self.size
+            channel.fail(error, unsettled)
+            raise
+
+    def abandon(self, cause: BaseException) -> Optional[BaseException]:
+        unsettled, self.settled = self.size - self.settled, self.size
+        self.channel.settle(unsettled)
+        return None
+
+    def _perform(self, task: Task[Any]) -> Step:
+        chunk = self._chunk
+        if chunk is None:
+            return Step.done(self.settled)
+        data, joined_from = chunk
+        real = self.channel.real
+        if not self._flush_pending:
+            if self.channel.text:
+                _write_text(real, data, joined_from)  # type: ignore[arg-type]
+            else:
+                step = self._write_bytes(real, data)  # type: ignore[arg-type]
+                if step is not None:
+                    return step
+        try:
+            real.flush()
+        except BlockingIOError:
+            self._flush_pending = True  # the bytes sit in the buffer until there is room
+            self.channel.mid_chunk = True
+            return Step.wait_writable(_fileno(real))
+        self._flush_pending = False
+        self.channel.mid_chunk = False
+        self._chunk = None
+        self._offset = 0
+        self.settled += len(data)
+        self.channel.settle(len(data))
+        task.status = self.settled
+        if self.settled >= self.size:
+            return Step.done(self.settled)
+        return Step.more()
+
+    def _write_bytes(self, real: Any, data: Union[bytes, memoryview]) -> Optional[Step]:
+        """Offer the rest of the chunk until it is all taken; a Step if we must wait."""
+        while self._offset < len(data):
+            rest = memoryview(data)[self._offset:] if self._offset else data
+            try:
+                taken = real.write(rest)
+            except BlockingIOError as error:
+                self._offset += error.characters_written
+                self.channel.mid_chunk = True
+                return Step.wait_writable(_fileno(real))
+            if taken is None:  # a non-blocking raw stream with no room
+                self.channel.mid_chunk = True
+                return Step.wait_writable(_fileno(real))
+            if taken == 0:
+                self._empty_writes += 1
+                if self._empty_writes >= _MAX_EMPTY_WRITES:
+                    raise OSError(f"{real!r} accepted no data {_MAX_EMPTY_WRITES} times in a row")
+                continue
+            self._empty_writes = 0
+            self._offset += taken
+        return None
+
+
+def _write_text(real: Any, data: str, joined_from: Optional[List[Piece]]) -> None:
+    """Write a text chunk; if it cannot be encoded, replay its pieces to fail where open() would.
+
+    TextIOWrapper encodes a whole write before it keeps any of it, so a failed
+    joined write wrote nothing, and writing the pieces one by one stores exactly
+    what the caller's separate write() calls would have stored before the bad one.
+    """
+    try:
+        real.write(data)
+    except UnicodeError:
+        if joined_from is None or len(joined_from) < 2:
+            raise
+        for piece in joined_from:
+            real.write(piece)
+
+
+def _chunks_of(
+    pieces: List[Piece], chunk_size: int, text: bool
+) -> Iterator[Tuple[Chunk, Optional[List[Piece]]]]:
+    """(chunk, the pieces it was joined from or None) for each chunk of *pieces*, in order."""
+    group: List[Piece] = []
+    group_size = 0
+    join: Callable[[List[Any]], Chunk] = "".join if text else b"".join
+    for piece in pieces:
+        length = len(piece)
+        if length >= chunk_size:
+            if group:
+                yield join(group), group
+                group, group_size = [], 0
+            whole: Union[str, memoryview] = piece if isinstance(piece, str) else memoryview(piece)
+            for start in range(0, length, chunk_size):
+                yield whole[start:start + chunk_size], None
+            continue
+        group.append(piece)
+        group_size += length
+        if group_size >= chunk_size:
+            yield join(group), group
+            group, group_size = [], 0
+    if group:
+        yield (group[0] if len(group) == 1 else join(group)), group
+
+
+def _fileno(stream: Any) -> Optional[int]:
+    try:
+        return int(stream.fileno())
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None

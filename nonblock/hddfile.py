@@ -1,0 +1,577 @@
+"""BackgroundHddFile: open() whose writes never wait for the disk.
+
+Write ``BackgroundHddFile(path, "w")`` where you wrote ``open(path, "w")`` and
+keep going::
+
+    from nonblock import BackgroundHddFile
+
+    with BackgroundHddFile("run.log", "a") as log:
+        for record in records:
+            log.write(f"{record}\\n")       # returns at once
+    ...                                     # the with block closed it without waiting
+    log.wait()                              # True once every byte is down (or raises the error)
+
+How it works.  The object is the caller's half of a file; the builtin file
+object that open() returns lives on the HDD queue (see filechannel.py) and only
+the queue's IO threads touch it.  So:
+
+* ``write()`` keeps a reference to the data (a copy of a mutable buffer) and
+  returns.  Small writes are gathered until they fill a chunk of the
+  ``ioPrio`` profile's size, which then becomes one job on the queue: a million
+  small writes are not a million queue ops.
+* ``flush()`` hands what is gathered to the queue and returns.  ``close()`` does
+  the same, queues the close, and returns; ``closed`` is True at once and
+  ``finished`` once everything is written, flushed (fsynced with ``fsync=True``)
+  and the descriptor closed.  ``wait()`` blocks until then, or, on an open file,
+  until every write issued so far is down.  ``sync()`` queues an fsync and
+  returns its task.
+* Reads, ``seek``, ``tell`` and ``truncate`` run on the queue behind every write
+  issued before them, and block the caller for the answer: you read your writes.
+  Because the builtin object does the work, text mode (encodings, error
+  handlers, newline translation, tell cookies) behaves exactly as open()'s.
+* A background error (a full disk, EIO) is kept in ``.exception`` and raised,
+  as its own type, by the next call on the object; from then on writes are
+  refused with it, so the file never gets a hole.  An error no call ever
+  raised is logged to the ``nonblock`` logger when the object is dropped or at
+  exit.
+* Memory is bounded: past ``max_pending_bytes`` of unwritten data (characters,
+  in text mode), ``write()`` waits for the disk to catch up.
+* A file left open at exit is written out and closed; a forked child never
+  writes the data its parent had pending.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import threading
+import weakref
+from typing import Any, Callable, Iterable, List, Optional, Union
+
+from nonblock import _checks
+from nonblock.background import FunctionJob
+from nonblock.filechannel import ChannelCall, FileChannel, Piece, WriteJob
+from nonblock.hddq import HddQueue, QueueShutdown, Task, default_queue, prepare_for_exit
+from nonblock.priority import DEFAULT_IO_PRIORITY, BackgroundIOPriority, resolve_priority
+
+__all__ = [
+    "BackgroundBinaryFile",
+    "BackgroundHddFile",
+    "BackgroundTextFile",
+    "DEFAULT_MAX_PENDING_BYTES",
+    "InheritedMidWrite",
+]
+
+DEFAULT_MAX_PENDING_BYTES = 64 * 1024 * 1024
+
+_CLOSED_MESSAGE = "I/O operation on closed file."
+
+_live_files: weakref.WeakSet[BackgroundHddFile] = weakref.WeakSet()
+
+
+class BackgroundHddFile(io.IOBase):
+    """A file opened as open() opens it, whose writes happen on the HDD queue.
+
+    Takes open()'s arguments with their meanings (and raises open()'s errors),
+    plus, keyword-only:
+
+    ``ioPrio``
+        1..10 or a :class:`~nonblock.BackgroundIOPriority`: its chunk size is
+        how much gathered data becomes one job, and how much is written per
+        turn at the disk.
+    ``fsync``
+        fsync before the descriptor is closed, so ``finished`` means durable.
+    ``max_pending_bytes``
+        How much unwritten data the object may hold; ``write()`` blocks past it.
+        A single write bigger than that is held whole (with what was gathered
+        just before it), once the writes before it are down.
+    ``queue``
+        The :class:`~nonblock.HddQueue` to use instead of the default one.
+
+    Calling the class gives a :class:`BackgroundTextFile` (an
+    :class:`io.TextIOBase`) for text modes, a :class:`BackgroundBinaryFile` (an
+    :class:`io.BufferedIOBase`) for binary ones.
+    """
+
+    _closed = True  # until __init__ has opened the file, the object is as good as closed
+    _refused = True
+    _is_text = False
+
+    def __new__(cls, file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> BackgroundHddFile:
+        if cls is BackgroundHddFile:
+            binary = isinstance(mode, str) and "b" in mode
+            cls = BackgroundBinaryFile if binary else BackgroundTextFile
+        return super().__new__(cls)
+
+    def __init__(
+        self,
+        file: Any,
+        mode: str = "r",
+        buffering: int = -1,
+        encoding: Optional[str] = None,
+        errors: Optional[str] = None,
+        newline: Optional[str] = None,
+        closefd: bool = True,
+        opener: Optional[Callable[[str, int], int]] = None,
+        *,
+        ioPrio: Union[int, BackgroundIOPriority] = DEFAULT_IO_PRIORITY,
+        fsync: bool = False,
+        max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
+        queue: Optional[HddQueue] = None,
+    ) -> None:
+        profile = resolve_priority(ioPrio)
+        if not isinstance(fsync, bool):
+            raise TypeError(f"fsync must be True or False, not {_checks.show(fsync)}")
+        self._max_pending = _checks.positive_int("max_pending_bytes", max_pending_bytes)
+        if queue is not None and not isinstance(queue, HddQueue):
+            raise TypeError(f"queue must be an HddQueue or None, not {_checks.show(queue)}")
+        self._queue = queue if queue is not None else default_queue()
+        opening = functools.partial(open, file, mode, buffering, encoding, errors, newline, closefd, opener)
+        real = self._run_now(opening)
+        if isinstance(real, io.TextIOBase) != self._is_text:
+            real.close()  # only a subclass that picked the wrong kind gets here
+            raise ValueError(f"mode {mode!r} does not open a {type(self).__name__}")
+        if self._is_text and not os.get_blocking(real.fileno()):
+            real.close()
+            raise ValueError(
+                f"text mode needs a blocking descriptor, and {real.name!r} is non-blocking: "
+                "a full pipe could lose text; open it in binary mode"
+            )
+        chunk_size = profile.defaultChunkSize
+        self._channel = FileChannel(real, chunk_size=chunk_size, text=self._is_text, fsync=fsync,
+                                    name=getattr(real, "name", file))
+        self._channel.owner = weakref.ref(self)
+        # Gathered writes are handed over in batches of this size, small enough
+        # that a few are in flight at once within the bound.
+        self._batch_size = max(1, min(chunk_size, self._max_pending // 4))
+        self._lock = threading.Lock()
+        self._parts: List[Piece] = []
+        self._buffered = 0  # size of _parts
+        self._submitted = 0  # handed to the queue; the channel counts what settled
+        self._last_task: Optional[Task[Any]] = None
+        self._close_task: Optional[Task[Any]] = None
+        self._name = self._channel.name
+        self._mode = getattr(real, "mode", mode)
+        self._readable = real.readable()
+        self._writable = real.writable()
+        self._seekable = real.seekable()
+        self._fileno = real.fileno()
+        self._isatty = real.isatty()
+        self._closed = False
+        self._refused = not self._writable
+        _live_files.add(self)
+
+    # -- what the object is ------------------------------------------------------
+
+    @property
+    def name(self) -> Any:
+        return self._name
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    @property
+    def closed(self) -> bool:
+        """True as soon as close() is called (the close itself may still be under way)."""
+        return self._closed
+
+    @property
+    def finished(self) -> bool:
+        """True once the file is closed and nothing more will happen: written, or failed."""
+        task = self._close_task
+        return task is not None and task.done()
+
+    @property
+    def exception(self) -> Optional[BaseException]:
+        """The background error that stopped this file, or None."""
+        error = self._channel.error if "_channel" in self.__dict__ else None
+        if error is not None:
+            self._channel.error_retrieved = True
+        return error
+
+    @property
+    def pending_bytes(self) -> int:
+        """Data written to this object and not yet settled on disk (characters, in text mode)."""
+        return self._buffered + self._submitted - self._channel.settled
+
+    def readable(self) -> bool:
+        self._check_not_closed()
+        return self._readable  # type: ignore[no-any-return]
+
+    def writable(self) -> bool:
+        self._check_not_closed()
+        return self._writable  # type: ignore[no-any-return]
+
+    def seekable(self) -> bool:
+        self._check_not_closed()
+        return self._seekable  # type: ignore[no-any-return]
+
+    def fileno(self) -> int:
+        self._check_not_closed()
+        return self._fileno  # type: ignore[no-any-return]
+
+    def isatty(self) -> bool:
+        self._check_not_closed()
+        return self._isatty  # type: ignore[no-any-return]
+
+    def detach(self) -> Any:
+        raise io.UnsupportedOperation("a BackgroundHddFile cannot be detached from its queue")
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        name, mode = self.__dict__.get("_name"), self.__dict__.get("_mode")
+        return f"<{type(self).__name__} name={name!r} mode={mode!r} {state}>"
+
+    # -- writing -------------------------------------------------------------------
+
+    def writelines(self, lines: Iterable[Any]) -> None:
+        """Write every item of *lines* (no separators added), as open()'s writelines does."""
+        if self._refused:
+            self._raise_refusal()
+        write = self.write
+        for line in lines:
+            write(line)
+
+    def flush(self) -> None:
+        """Hand the gathered writes to the queue and return (the disk is not waited for)."""
+        with self._lock:
+            self._check_open()
+            if self._parts:
+                self._submit_parts()
+
+    def sync(self) -> Task[Any]:
+        """Queue an fsync behind every write issued so far; return its task."""
+        with self._lock:
+            self._check_open()
+            self._submit_parts()
+            channel = self._channel
+            return self._submit(ChannelCall(channel, channel.sync, records_errors=True))
+
+    def close(self) -> None:
+        """Queue the rest and the close, and return.  Raises an error already known."""
+        with self._lock:
+            if self._closed:
+                return
+            self._close_without_raising()
+        if self._channel.error is not None:
+            self._raise_error()
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Block until every write issued so far is down (and, once closed, until finished).
+
+        Returns False if *timeout* seconds pass first; raises the background
+        error if there is one.
+        """
+        with self._lock:
+            if not self._closed and self._channel.error is None and self._parts:
+                self._submit_parts()
+            task = self._last_task
+        if task is not None and not task.wait(timeout):
+            return False
+        if self._channel.error is not None:
+            self._raise_error()
+        return True
+
+    # -- reading and moving: on the queue, behind the writes ---------------------------
+
+    def read(self, size: Optional[int] = -1) -> Any:
+        return self._call("read", size)
+
+    def readline(self, size: Optional[int] = -1) -> Any:
+        return self._call("readline", size)
+
+    def readlines(self, hint: Optional[int] = -1) -> List[Any]:
+        return self._call("readlines", hint)  # type: ignore[no-any-return]
+
+    def __next__(self) -> Any:
+        return self._call("__next__")
+
+    def __iter__(self) -> BackgroundHddFile:
+        self._check_not_closed()
+        return self
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._call("seek", offset, whence)  # type: ignore[no-any-return]
+
+    def tell(self) -> int:
+        return self._call("tell")  # type: ignore[no-any-return]
+
+    def truncate(self, size: Optional[int] = None) -> int:
+        return self._call("truncate", size)  # type: ignore[no-any-return]
+
+    # -- the machinery -------------------------------------------------------------------
+
+    def _run_now(self, function: Callable[[], Any]) -> Any:
+        """Run *function* on the queue and wait for it (inline on the queue's own threads)."""
+        if threading.current_thread() in self._queue._threads:
+            return function()
+        return self._queue.submit_job(FunctionJob(function, (), {})).result()
+
+    def _call(self, method: str, *args: Any) -> Any:
+        """Call the real file's *method* on the queue, behind every earlier write; wait for it."""
+        with self._lock:
+            self._check_open()
+            self._submit_parts()
+            channel = self._channel
+            task = self._submit(ChannelCall(channel, getattr(channel.real, method), args))
+        task.wait()
+        if channel.error is not None:
+            self._raise_error()
+        return task.result()
+
+    def _submit(self, job: Any) -> Task[Any]:
+        """Queue *job* in this file's lane.  Called with the lock held."""
+        try:
+            task = self._queue.submit_job(job, lane=self._channel)
+        except QueueShutdown as error:
+            self._channel.fail(error, 0)
+            raise
+        self._last_task = task
+        return task
+
+    def _submit_parts(self) -> None:
+        """Hand the gathered writes to the queue as one job.  Called with the lock held."""
+        parts, size = self._parts, self._buffered
+        if not parts:
+            return
+        self._parts, self._buffered = [], 0
+        self._wait_for_room(size)
+        self._submit(WriteJob(self._channel, parts, size))
+        self._submitted += size
+
+    def _wait_for_room(self, size: int) -> None:
+        """Block until *size* more in flight keeps the object within max_pending_bytes.
+
+        Room is left for one more batch to gather meanwhile, so what the object
+        holds never passes the bound.  The queue's own threads never wait here:
+        the writes they would wait for may need them.
+        """
+        channel = self._channel
+        limit = self._max_pending - self._batch_size
+        if self._submitted - channel.settled + size <= limit:
+            return
+        if threading.current_thread() in self._queue._threads:
+            return
+        with channel.room:
+            channel.room_waiters += 1
+            try:
+                while channel.error is None:
+                    in_flight = self._submitted - channel.settled
+                    if in_flight == 0 or in_flight + size <= limit:
+                        break
+                    channel.room.wait()
+            finally:
+                channel.room_waiters -= 1
+        if channel.error is not None:
+            self._raise_error()
+
+    def _close_without_raising(self) -> None:
+        """Mark closed, queue the rest and the close.  Called with the lock held."""
+        self._closed = True
+        self._refused = True
+        channel = self._channel
+        try:
+            if channel.error is None:
+                self._submit_parts()
+        except BaseException:
+            pass  # recorded on the channel; the close below must still be queued
+        finally:
+            self._parts, self._buffered = [], 0
+            try:
+                self._close_task = self._submit(ChannelCall(channel, channel.close, records_errors=True))
+            except QueueShutdown:
+                self._close_task = self._close_here()
+
+    def _close_here(self) -> Task[Any]:
+        """The queue is gone: close the real file on this thread, as a finished task."""
+        task: Task[Any] = Task()
+        try:
+            self._channel.real.close()
+        except Exception as error:
+            task.set_exception(error)
+        else:
+            task.set_result(None)
+        return task
+
+    def _check_not_closed(self) -> None:
+        if self._closed:
+            raise ValueError(_CLOSED_MESSAGE)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError(_CLOSED_MESSAGE)
+        if self._channel.error is not None:
+            self._raise_error()
+
+    def _raise_refusal(self) -> None:
+        """Why this object cannot take a write now (the fast path saw ``_refused``)."""
+        self._check_open()
+        if not self._writable:
+            raise io.UnsupportedOperation("not writable")
+        raise AssertionError("a write was refused for no reason")
+
+    def _raise_error(self) -> None:
+        channel = self._channel
+        channel.error_retrieved = True
+        error = channel.error
+        assert error is not None
+        raise error
+
+    def __del__(self) -> None:
+        channel: Optional[FileChannel] = self.__dict__.get("_channel")
+        if channel is None:
+            return
+        if not self._closed:
+            with self._lock:
+                if not self._closed:
+                    self._close_without_raising()
+        channel.owner = None
+        if channel.error is not None:
+            channel.report_unretrieved()
+
+
+class BackgroundTextFile(BackgroundHddFile, io.TextIOBase):
+    """A :class:`BackgroundHddFile` in text mode: write() takes str and returns its length."""
+
+    _is_text = True
+
+    def write(self, s: str) -> int:
+        """Keep *s* for the background writer and return ``len(s)`` at once."""
+        if type(s) is not str:
+            if not isinstance(s, str):
+                raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+            s = str(s)
+        with self._lock:
+            if self._refused:
+                self._raise_refusal()
+            self._parts.append(s)
+            size = len(s)
+            self._buffered += size
+            if self._buffered >= self._batch_size:
+                self._submit_parts()
+        return size
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self._channel.real.encoding  # type: ignore[no-any-return]
+
+    @property
+    def errors(self) -> Optional[str]:  # type: ignore[override]
+        return self._channel.real.errors  # type: ignore[no-any-return]
+
+    @property
+    def newlines(self) -> Any:  # type: ignore[override]
+        return self._channel.real.newlines
+
+    @property
+    def line_buffering(self) -> bool:
+        return self._channel.real.line_buffering  # type: ignore[no-any-return]
+
+
+class BackgroundBinaryFile(BackgroundHddFile, io.BufferedIOBase):
+    """A :class:`BackgroundHddFile` in binary mode: write() takes any bytes-like object."""
+
+    def write(self, data: Any) -> int:
+        """Keep *data* for the background writer (a copy, if it is mutable); return its size."""
+        if type(data) is bytes:
+            piece = data
+        else:
+            piece = _owned_bytes(data)
+        size = len(piece)
+        with self._lock:
+            if self._refused:
+                self._raise_refusal()
+            self._parts.append(piece)
+            self._buffered += size
+            if self._buffered >= self._batch_size:
+                self._submit_parts()
+        return size
+
+    def read1(self, size: int = -1) -> bytes:
+        return self._call("read1", size)  # type: ignore[no-any-return]
+
+    def readinto(self, buffer: Any) -> int:
+        return self._call("readinto", buffer)  # type: ignore[no-any-return]
+
+    def readinto1(self, buffer: Any) -> int:
+        return self._call("readinto1", buffer)  # type: ignore[no-any-return]
+
+
+def _owned_bytes(data: Any) -> bytes:
+    """*data* as bytes that nobody else can change: bytes as they are, anything else copied."""
+    if isinstance(data, bytes):
+        return data  # a bytes subclass is immutable too
+    if isinstance(data, str):
+        raise TypeError(f"a bytes-like object is required, not {type(data).__name__!r}")
+    try:
+        view = memoryview(data)
+    except TypeError:
+        raise TypeError(f"a bytes-like object is required, not {type(data).__name__!r}") from None
+    with view:
+        return view.tobytes()
+
+
+# -- exit and fork ----------------------------------------------------------------------
+
+
+def _prepare_files_for_exit(final: bool) -> None:
+    """Hand every file's gathered writes to its queue; at the last moment, close them too."""
+    for file in list(_live_files):
+        channel = file._channel
+        if final:
+            channel.exiting = True
+        with file._lock:
+            if final and not file._closed:
+                file._close_without_raising()
+            elif not file._closed and channel.error is None:
+                try:
+                    file._submit_parts()
+                except BaseException:
+                    pass  # recorded on the channel, reported below or when it closes
+        if final:
+            channel.report_unretrieved()
+
+
+class InheritedMidWrite(OSError):
+    """In a forked child: the file was part-way through a write of the parent's data."""
+
+
+def _forget_parent_writes() -> None:
+    """In a forked child: what the parent had gathered or queued is the parent's to write.
+
+    The child keeps a usable file, except in one case: the fork came while a
+    chunk was part-way into a stream that had said EAGAIN, so the real file
+    object may hold some of the parent's bytes in its buffer.  There the
+    child's copy of the descriptor is pointed at /dev/null (whatever that
+    buffer flushes goes nowhere) and the file refuses the child's writes.
+    """
+    for file in list(_live_files):
+        file._lock = threading.Lock()
+        file._parts, file._buffered, file._submitted = [], 0, 0
+        file._last_task = None
+        channel = file._channel
+        channel.settled = 0
+        channel.room = threading.Condition(threading.Lock())
+        channel.room_waiters = 0
+        if channel.mid_chunk and channel.error is None and not file._closed:
+            _point_at_devnull(file._fileno)
+            channel.error = InheritedMidWrite(
+                f"{channel.name!r} was inherited from the parent process in the middle of a write"
+            )
+            channel.error_retrieved = True  # the child's own business, not worth a log line
+            file._refused = True
+
+
+def _point_at_devnull(fd: int) -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+prepare_for_exit(_prepare_files_for_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_parent_writes)
