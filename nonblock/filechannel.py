@@ -48,10 +48,12 @@ _MAX_EMPTY_WRITES = 1000
 class FileChannel:
     """The real file object of one BackgroundHddFile, and what the IO threads know of it."""
 
-    def __init__(self, real: Any, *, chunk_size: int, text: bool, fsync: bool, name: Any) -> None:
+    def __init__(self, real: Any, *, chunk_size: int, text: bool, exact: bool, fsync: bool,
+                 name: Any) -> None:
         self.real = real
         self.chunk_size = chunk_size
         self.text = text
+        self.exact = exact
         self.fsync = fsync
         self.name = name
         self.error: Optional[BaseException] = None
@@ -59,6 +61,9 @@ class FileChannel:
         # True while a chunk is part-way into a stream that said EAGAIN: the
         # real object may hold some of it in its buffer between ops.
         self.mid_chunk = False
+        # True when the real object may hold written data in its buffer (the
+        # exact policy flushes only when the caller does).
+        self.dirty = False
         self.settled = 0
         self.room = threading.Condition(threading.Lock())
         self.room_waiters = 0
@@ -117,6 +122,7 @@ class FileChannel:
         if self.error is not None:
             raise self.not_written()
         self.real.flush()
+        self.dirty = False
         os.fsync(self.real.fileno())
 
     def close(self) -> None:
@@ -166,24 +172,37 @@ class ChannelCall:
 
 
 class WriteJob:
-    """Write the caller's gathered *pieces* through the channel, a chunk per op.
+    """Write the caller's gathered *pieces* through the channel, a chunk's worth per op.
 
-    Small pieces are joined into chunks of about the channel's chunk size; a
-    piece that big on its own is cut into chunks instead, without copying
-    bytes.  Each chunk is written, short writes and EAGAIN followed to the last
-    byte, and flushed.  The result is the number of bytes (characters, in text
-    mode) written.
+    How the pieces reach the real file depends on the channel:
+
+    * **joined** (the usual case): small pieces are joined into chunks of about
+      the channel's chunk size, a piece that big on its own is cut into chunks
+      (bytes without copying), and each chunk is flushed once written;
+    * **exact** (append modes): each piece is one ``write()`` call, as the
+      caller made it, and nothing is flushed that the caller did not flush.
+      In append mode the real file's position after a seek depends on what
+      its buffer holds, so only the caller's own sequence of calls gives the
+      answers open() gives.
+
+    Short writes and EAGAIN are followed to the last byte.  With *flush_after*
+    the job ends with a flush (the caller's flush(), or a wait()).  The result
+    is the number of bytes (characters, in text mode) written.
     """
 
-    def __init__(self, channel: FileChannel, pieces: List[Piece], size: int) -> None:
+    def __init__(self, channel: FileChannel, pieces: List[Piece], size: int, *,
+                 flush_after: bool = False) -> None:
         self.channel = channel
         self.size = size
         self.settled = 0
-        self._chunks: Iterator[Tuple[Chunk, Optional[List[Piece]]]] = _chunks_of(
-            pieces, channel.chunk_size, channel.text
+        self.flush_after = flush_after
+        self._chunks: Iterator[_Chunk] = (
+            _exact_chunks(pieces, channel.chunk_size) if channel.exact
+            else _joined_chunks(pieces, channel.chunk_size, channel.text)
         )
-        self._chunk: Optional[Tuple[Chunk, Optional[List[Piece]]]] = None
-        self._offset = 0  # how much of the current chunk the stream has taken
+        self._chunk: Optional[_Chunk] = None
+        self._item = 0  # which item of the current chunk is being written
+        self._offset = 0  # how much of that item the stream has taken
         self._flush_pending = False
         self._empty_writes = 0
 
@@ -208,37 +227,52 @@ class WriteJob:
         return None
 
     def _perform(self, task: Task[Any]) -> Step:
+        channel = self.channel
+        real = channel.real
         chunk = self._chunk
         if chunk is None:
+            if self.flush_after and not self._flush(real):
+                return Step.wait_writable(_fileno(real))
             return Step.done(self.settled)
-        data, joined_from = chunk
-        real = self.channel.real
+        items, joined_from, size = chunk
         if not self._flush_pending:
-            if self.channel.text:
-                _write_text(real, data, joined_from)  # type: ignore[arg-type]
-            else:
-                step = self._write_bytes(real, data)  # type: ignore[arg-type]
-                if step is not None:
-                    return step
+            while self._item < len(items):
+                item = items[self._item]
+                if channel.text:
+                    _write_text(real, item, joined_from)  # type: ignore[arg-type]
+                else:
+                    step = self._write_bytes(real, item)  # type: ignore[arg-type]
+                    if step is not None:
+                        return step
+                self._item += 1
+                self._offset = 0
+            channel.dirty = True
+        if not channel.exact and not self._flush(real):
+            return Step.wait_writable(_fileno(real))
+        self._chunk = None
+        self._item = 0
+        self.settled += size
+        channel.settle(size)
+        task.status = self.settled
+        if self.settled >= self.size and not self.flush_after:
+            return Step.done(self.settled)
+        return Step.more()
+
+    def _flush(self, real: Any) -> bool:
+        """Flush the real file; False if the stream has no room (flush again when it has)."""
         try:
             real.flush()
         except BlockingIOError:
             self._flush_pending = True  # the bytes sit in the buffer until there is room
             self.channel.mid_chunk = True
-            return Step.wait_writable(_fileno(real))
+            return False
         self._flush_pending = False
         self.channel.mid_chunk = False
-        self._chunk = None
-        self._offset = 0
-        self.settled += len(data)
-        self.channel.settle(len(data))
-        task.status = self.settled
-        if self.settled >= self.size:
-            return Step.done(self.settled)
-        return Step.more()
+        self.channel.dirty = False
+        return True
 
     def _write_bytes(self, real: Any, data: Union[bytes, memoryview]) -> Optional[Step]:
-        """Offer the rest of the chunk until it is all taken; a Step if we must wait."""
+        """Offer the rest of *data* until it is all taken; a Step if we must wait."""
         while self._offset < len(data):
             rest = memoryview(data)[self._offset:] if self._offset else data
             try:
@@ -276,10 +310,13 @@ def _write_text(real: Any, data: str, joined_from: Optional[List[Piece]]) -> Non
             real.write(piece)
 
 
-def _chunks_of(
-    pieces: List[Piece], chunk_size: int, text: bool
-) -> Iterator[Tuple[Chunk, Optional[List[Piece]]]]:
-    """(chunk, the pieces it was joined from or None) for each chunk of *pieces*, in order."""
+# A chunk: the items to write in order, the pieces a single joined item was made
+# of (to replay if it cannot be encoded), and its size.
+_Chunk = Tuple[List[Chunk], Optional[List[Piece]], int]
+
+
+def _joined_chunks(pieces: List[Piece], chunk_size: int, text: bool) -> Iterator[_Chunk]:
+    """Chunks of one item each: runs of small pieces joined, big pieces cut."""
     group: List[Piece] = []
     group_size = 0
     join: Callable[[List[Any]], Chunk] = "".join if text else b"".join
@@ -287,19 +324,34 @@ def _chunks_of(
         length = len(piece)
         if length >= chunk_size:
             if group:
-                yield join(group), group
+                yield [join(group)], group, group_size
                 group, group_size = [], 0
             whole: Union[str, memoryview] = piece if isinstance(piece, str) else memoryview(piece)
             for start in range(0, length, chunk_size):
-                yield whole[start:start + chunk_size], None
+                part = whole[start:start + chunk_size]
+                yield [part], None, len(part)
             continue
         group.append(piece)
         group_size += length
         if group_size >= chunk_size:
-            yield join(group), group
+            yield [join(group)], group, group_size
             group, group_size = [], 0
     if group:
-        yield (group[0] if len(group) == 1 else join(group)), group
+        yield [group[0] if len(group) == 1 else join(group)], group, group_size
+
+
+def _exact_chunks(pieces: List[Piece], chunk_size: int) -> Iterator[_Chunk]:
+    """Chunks of about *chunk_size*, each piece its own item, untouched."""
+    group: List[Chunk] = []
+    group_size = 0
+    for piece in pieces:
+        group.append(piece)
+        group_size += len(piece)
+        if group_size >= chunk_size:
+            yield group, None, group_size
+            group, group_size = [], 0
+    if group:
+        yield group, None, group_size
 
 
 def _fileno(stream: Any) -> Optional[int]:

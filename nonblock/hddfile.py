@@ -60,7 +60,6 @@ __all__ = [
     "BackgroundHddFile",
     "BackgroundTextFile",
     "DEFAULT_MAX_PENDING_BYTES",
-    "InheritedMidWrite",
 ]
 
 DEFAULT_MAX_PENDING_BYTES = 64 * 1024 * 1024
@@ -139,8 +138,9 @@ class BackgroundHddFile(io.IOBase):
                 "a full pipe could lose text; open it in binary mode"
             )
         chunk_size = profile.defaultChunkSize
-        self._channel = FileChannel(real, chunk_size=chunk_size, text=self._is_text, fsync=fsync,
-                                    name=getattr(real, "name", file))
+        self._channel = FileChannel(real, chunk_size=chunk_size, text=self._is_text, exact="a" in mode,
+                                    fsync=fsync, name=getattr(real, "name", file))
+        self._reopen_args = (mode, buffering, encoding, errors, newline, closefd)
         self._channel.owner = weakref.ref(self)
         # Gathered writes are handed over in batches of this size, small enough
         # that a few are in flight at once within the bound.
@@ -238,8 +238,7 @@ class BackgroundHddFile(io.IOBase):
         """Hand the gathered writes to the queue and return (the disk is not waited for)."""
         with self._lock:
             self._check_open()
-            if self._parts:
-                self._submit_parts()
+            self._submit_parts(flush=True)
 
     def sync(self) -> Task[Any]:
         """Queue an fsync behind every write issued so far; return its task."""
@@ -265,8 +264,8 @@ class BackgroundHddFile(io.IOBase):
         error if there is one.
         """
         with self._lock:
-            if not self._closed and self._channel.error is None and self._parts:
-                self._submit_parts()
+            if not self._closed and self._channel.error is None:
+                self._submit_parts(flush=True)
             task = self._last_task
         if task is not None and not task.wait(timeout):
             return False
@@ -331,14 +330,19 @@ class BackgroundHddFile(io.IOBase):
         self._last_task = task
         return task
 
-    def _submit_parts(self) -> None:
-        """Hand the gathered writes to the queue as one job.  Called with the lock held."""
+    def _submit_parts(self, flush: bool = False) -> None:
+        """Hand the gathered writes to the queue as one job.  Called with the lock held.
+
+        With *flush*, the real file is flushed after them (when it is not
+        flushed after every chunk anyway), so that what was written is down.
+        """
         parts, size = self._parts, self._buffered
-        if not parts:
+        flush = flush and self._channel.exact
+        if not parts and not flush:
             return
         self._parts, self._buffered = [], 0
         self._wait_for_room(size)
-        self._submit(WriteJob(self._channel, parts, size))
+        self._submit(WriteJob(self._channel, parts, size, flush_after=flush))
         self._submitted += size
 
     def _wait_for_room(self, size: int) -> None:
@@ -418,6 +422,23 @@ class BackgroundHddFile(io.IOBase):
         error = channel.error
         assert error is not None
         raise error
+
+    def _reopen_in_child(self) -> None:
+        """Swap the real file object for a fresh one on a duplicate descriptor (see fork)."""
+        mode, buffering, encoding, errors, newline, closefd = self._reopen_args
+        if not closefd:
+            return  # the descriptor is the caller's: it cannot be redirected from under them
+        channel = self._channel
+        duplicate = os.dup(self._fileno)
+        try:
+            fresh = open(duplicate, mode, buffering, encoding, errors, newline, closefd=True)
+        except BaseException:
+            os.close(duplicate)
+            raise
+        _point_at_devnull(self._fileno)
+        channel.real = fresh
+        channel.dirty = channel.mid_chunk = False
+        self._fileno = duplicate
 
     def __del__(self) -> None:
         channel: Optional[FileChannel] = self.__dict__.get("_channel")
@@ -527,25 +548,22 @@ def _prepare_files_for_exit(final: bool) -> None:
                 file._close_without_raising()
             elif not file._closed and channel.error is None:
                 try:
-                    file._submit_parts()
+                    file._submit_parts(flush=True)
                 except BaseException:
                     pass  # recorded on the channel, reported below or when it closes
         if final:
             channel.report_unretrieved()
 
 
-class InheritedMidWrite(OSError):
-    """In a forked child: the file was part-way through a write of the parent's data."""
-
-
 def _forget_parent_writes() -> None:
     """In a forked child: what the parent had gathered or queued is the parent's to write.
 
-    The child keeps a usable file, except in one case: the fork came while a
-    chunk was part-way into a stream that had said EAGAIN, so the real file
-    object may hold some of the parent's bytes in its buffer.  There the
-    child's copy of the descriptor is pointed at /dev/null (whatever that
-    buffer flushes goes nowhere) and the file refuses the child's writes.
+    The child keeps a usable file.  But the real file object may hold some of
+    the parent's bytes in its buffer (an append-mode file flushes only when
+    told, and a stream that said EAGAIN keeps what it could not take): then
+    the child gets a fresh real file object on a duplicate of the descriptor,
+    and the inherited one's descriptor is pointed at /dev/null, so whatever
+    it flushes goes nowhere.
     """
     for file in list(_live_files):
         file._lock = threading.Lock()
@@ -555,13 +573,13 @@ def _forget_parent_writes() -> None:
         channel.settled = 0
         channel.room = threading.Condition(threading.Lock())
         channel.room_waiters = 0
-        if channel.mid_chunk and channel.error is None and not file._closed:
-            _point_at_devnull(file._fileno)
-            channel.error = InheritedMidWrite(
-                f"{channel.name!r} was inherited from the parent process in the middle of a write"
-            )
-            channel.error_retrieved = True  # the child's own business, not worth a log line
-            file._refused = True
+        may_hold_parent_bytes = channel.dirty or channel.mid_chunk
+        if may_hold_parent_bytes and not file._closed and channel.error is None:
+            try:
+                file._reopen_in_child()
+            except OSError as error:
+                channel.error = error
+                file._refused = True
 
 
 def _point_at_devnull(fd: int) -> None:
