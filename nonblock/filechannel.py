@@ -176,14 +176,16 @@ class WriteJob:
 
     How the pieces reach the real file depends on the channel:
 
-    * **joined** (the usual case): small pieces are joined into chunks of about
-      the channel's chunk size, a piece that big on its own is cut into chunks
-      (bytes without copying), and each chunk is flushed once written;
-    * **exact** (append modes): each piece is one ``write()`` call, as the
-      caller made it, and nothing is flushed that the caller did not flush.
-      In append mode the real file's position after a seek depends on what
-      its buffer holds, so only the caller's own sequence of calls gives the
-      answers open() gives.
+    * **joined** (binary files not in append mode): small pieces are joined
+      into chunks of about the channel's chunk size, a piece that big on its
+      own is cut into chunks without copying, and each chunk is flushed once
+      written.  Nothing the caller can observe depends on it.
+    * **exact** (text files, append modes): each piece is one ``write()`` call,
+      as the caller made it, and nothing is flushed that the caller did not
+      flush.  There, what the real file answers depends on what its buffers
+      hold: after a seek in append mode, its position does; and TextIOWrapper's
+      readline() reads past a write it has not flushed yet.  Only the caller's
+      own sequence of calls gives the answers open() gives.
 
     Short writes and EAGAIN are followed to the last byte.  With *flush_after*
     the job ends with a flush (the caller's flush(), or a wait()).  The result
@@ -198,7 +200,7 @@ class WriteJob:
         self.flush_after = flush_after
         self._chunks: Iterator[_Chunk] = (
             _exact_chunks(pieces, channel.chunk_size) if channel.exact
-            else _joined_chunks(pieces, channel.chunk_size, channel.text)
+            else _joined_chunks(pieces, channel.chunk_size)  # type: ignore[arg-type]
         )
         self._chunk: Optional[_Chunk] = None
         self._item = 0  # which item of the current chunk is being written
@@ -234,12 +236,12 @@ class WriteJob:
             if self.flush_after and not self._flush(real):
                 return Step.wait_writable(_fileno(real))
             return Step.done(self.settled)
-        items, joined_from, size = chunk
+        items, size = chunk
         if not self._flush_pending:
             while self._item < len(items):
                 item = items[self._item]
                 if channel.text:
-                    _write_text(real, item, joined_from)  # type: ignore[arg-type]
+                    real.write(item)
                 else:
                     step = self._write_bytes(real, item)  # type: ignore[arg-type]
                     if step is not None:
@@ -294,50 +296,32 @@ class WriteJob:
         return None
 
 
-def _write_text(real: Any, data: str, joined_from: Optional[List[Piece]]) -> None:
-    """Write a text chunk; if it cannot be encoded, replay its pieces to fail where open() would.
-
-    TextIOWrapper encodes a whole write before it keeps any of it, so a failed
-    joined write wrote nothing, and writing the pieces one by one stores exactly
-    what the caller's separate write() calls would have stored before the bad one.
-    """
-    try:
-        real.write(data)
-    except UnicodeError:
-        if joined_from is None or len(joined_from) < 2:
-            raise
-        for piece in joined_from:
-            real.write(piece)
+# A chunk: the items to write in order, and its size.
+_Chunk = Tuple[List[Chunk], int]
 
 
-# A chunk: the items to write in order, the pieces a single joined item was made
-# of (to replay if it cannot be encoded), and its size.
-_Chunk = Tuple[List[Chunk], Optional[List[Piece]], int]
-
-
-def _joined_chunks(pieces: List[Piece], chunk_size: int, text: bool) -> Iterator[_Chunk]:
-    """Chunks of one item each: runs of small pieces joined, big pieces cut."""
-    group: List[Piece] = []
+def _joined_chunks(pieces: List[bytes], chunk_size: int) -> Iterator[_Chunk]:
+    """Chunks of one item each: runs of small pieces joined, big pieces cut without copying."""
+    group: List[bytes] = []
     group_size = 0
-    join: Callable[[List[Any]], Chunk] = "".join if text else b"".join
     for piece in pieces:
         length = len(piece)
         if length >= chunk_size:
             if group:
-                yield [join(group)], group, group_size
+                yield [b"".join(group)], group_size
                 group, group_size = [], 0
-            whole: Union[str, memoryview] = piece if isinstance(piece, str) else memoryview(piece)
+            whole = memoryview(piece)
             for start in range(0, length, chunk_size):
                 part = whole[start:start + chunk_size]
-                yield [part], None, len(part)
+                yield [part], len(part)
             continue
         group.append(piece)
         group_size += length
         if group_size >= chunk_size:
-            yield [join(group)], group, group_size
+            yield [b"".join(group)], group_size
             group, group_size = [], 0
     if group:
-        yield [group[0] if len(group) == 1 else join(group)], group, group_size
+        yield [group[0] if len(group) == 1 else b"".join(group)], group_size
 
 
 def _exact_chunks(pieces: List[Piece], chunk_size: int) -> Iterator[_Chunk]:
@@ -348,10 +332,10 @@ def _exact_chunks(pieces: List[Piece], chunk_size: int) -> Iterator[_Chunk]:
         group.append(piece)
         group_size += len(piece)
         if group_size >= chunk_size:
-            yield group, None, group_size
+            yield group, group_size
             group, group_size = [], 0
     if group:
-        yield group, None, group_size
+        yield group, group_size
 
 
 def _fileno(stream: Any) -> Optional[int]:

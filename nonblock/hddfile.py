@@ -138,7 +138,10 @@ class BackgroundHddFile(io.IOBase):
                 "a full pipe could lose text; open it in binary mode"
             )
         chunk_size = profile.defaultChunkSize
-        self._channel = FileChannel(real, chunk_size=chunk_size, text=self._is_text, exact="a" in mode,
+        # Where the real file's answers depend on its buffers (see WriteJob), it
+        # gets the caller's own calls, one for one.
+        exact = self._is_text or "a" in mode
+        self._channel = FileChannel(real, chunk_size=chunk_size, text=self._is_text, exact=exact,
                                     fsync=fsync, name=getattr(real, "name", file))
         self._reopen_args = (mode, buffering, encoding, errors, newline, closefd)
         self._channel.owner = weakref.ref(self)

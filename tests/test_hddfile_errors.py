@@ -209,3 +209,19 @@ def test_an_error_nobody_retrieved_is_logged_at_exit(tmp_path):
     assert completed.stderr.count("LOGGED nonblock:") == 1, completed.stderr
     assert "/dev/full" in completed.stderr
     assert "No space left on device" in completed.stderr
+
+
+def test_text_that_cannot_be_encoded_is_raised_later_and_stops_the_file_where_open_would(tmp_path):
+    path = tmp_path / "f"
+    file = BackgroundHddFile(path, "w", encoding="ascii")
+    assert file.write("fine, ") == 6
+    assert file.write("caf\u00e9") == 4  # open() would raise here; the queue finds out later
+    file.write("never written")
+    with pytest.raises(UnicodeEncodeError) as raised:
+        file.wait(60)
+    assert raised.value.object == "caf\u00e9"
+    with pytest.raises(UnicodeEncodeError):
+        file.close()
+    with pytest.raises(UnicodeEncodeError):
+        file.wait(60)
+    assert path.read_text() == "fine, "
