@@ -238,16 +238,19 @@ class WriteJob:
             return Step.done(self.settled)
         items, size = chunk
         if not self._flush_pending:
-            while self._item < len(items):
-                item = items[self._item]
-                if channel.text:
-                    real.write(item)
-                else:
-                    step = self._write_bytes(real, item)  # type: ignore[arg-type]
+            if channel.text:
+                # Text takes every piece whole (a non-blocking descriptor was
+                # refused at open), so this is the plain loop, a million times.
+                write = real.write
+                for item in items:
+                    write(item)
+            else:
+                while self._item < len(items):
+                    step = self._write_bytes(real, items[self._item])  # type: ignore[arg-type]
                     if step is not None:
                         return step
-                self._item += 1
-                self._offset = 0
+                    self._item += 1
+                    self._offset = 0
             channel.dirty = True
         if not channel.exact and not self._flush(real):
             return Step.wait_writable(_fileno(real))
