@@ -2,11 +2,13 @@
 
     python benchmarks/compare.py [--quick] [--only h,i,j]
 
-Runs scenarios a-j (see SCENARIOS below), repetitions interleaved so that the
+Runs scenarios a-m (see SCENARIOS below), repetitions interleaved so that the
 contenders see the same machine weather, prints a markdown table of medians
 and ratios, and writes it, with the machine description, to
 benchmarks/results.md (overwritten; not with --only).  Scenarios a-g compare
-bgwrite with python-nonblock's, h-j compare nonblock.hddq's mhddq API with mhddq.
+bgwrite with python-nonblock's, h-j compare nonblock.hddq's mhddq API with
+mhddq, k-m compare BackgroundHddFile with the builtin open() doing the same
+writes (there is no peer library).
 
 The repository's nonblock runs in this process.  Each peer is installed (if
 missing) with ``pip install --target benchmarks/.peers/<peer>`` and runs in a
@@ -14,7 +16,9 @@ worker subprocess of its own (peer_worker.py) that has that folder on sys.path
 and the repository not at all: python-nonblock because it is also named
 ``nonblock``, mhddq because it can be shut down only once per process (its
 package also needs its inner folder on sys.path; see peer_worker.import_mhddq).
-Every contender runs the very same workload code (workloads.py).
+Every contender runs the very same workload code (workloads.py).  Scenario m
+measures peak memory, so each of its runs is a peer_worker.py subprocess of its
+own that imports this checkout's nonblock.
 """
 
 from __future__ import annotations
@@ -53,16 +57,22 @@ class PeerSpec:
     requirement: str
     dist_info: str
     name: str
+    home: str = ""  # where the worker imports it from, if not from pip's .peers/<kind>
 
     @property
     def folder(self) -> str:
-        return os.path.join(BENCH_DIR, ".peers", self.kind)
+        return self.home or os.path.join(BENCH_DIR, ".peers", self.kind)
 
 
 PYTHON_NONBLOCK = PeerSpec("python-nonblock", "python-nonblock==4.0.1", "python_nonblock-4.0.1.dist-info",
                            "python-nonblock 4.0.1")
 MHDDQ = PeerSpec("mhddq", "mhddq==0.3.0", "mhddq-0.3.0.dist-info", "mhddq 0.3.0")
-PEER_OF_SCENARIO = {**dict.fromkeys("abcdefg", PYTHON_NONBLOCK), **dict.fromkeys("hij", MHDDQ)}
+# Not a peer: this checkout's nonblock in a worker process of its own (m: peak memory).
+OWN_PROCESS = PeerSpec("nonblock", "", "", "nonblock in a process of its own", home=REPO_ROOT)
+# k-m: BackgroundHddFile against the builtin open(), no peer library.
+PEER_OF_SCENARIO: Dict[str, Optional[PeerSpec]] = {
+    **dict.fromkeys("abcdefg", PYTHON_NONBLOCK), **dict.fromkeys("hij", MHDDQ), **dict.fromkeys("klm", None),
+}
 
 # (bandwidthPct, the ioPrio whose profile has it, that profile's chunk size)
 THROTTLE_PROFILES = ((90, 2, 4194304), (72, 4, 2097152), (45, 7, 723517), (20, 10, 262144))
@@ -91,6 +101,10 @@ class Settings:
     round_trip_reps: int
     enqueue_calls: int
     enqueue_reps: int
+    file_size: int
+    line_writes: int
+    fifo_size: int
+    fifo_reps: int
 
 
 FULL = Settings(
@@ -98,12 +112,14 @@ FULL = Settings(
     small_writes=10_000, chain_links=1000, rate_seconds=0.75, rate_reps=7,
     interactive_size=512 * MiB, interactive_reps=5, interactive_seconds=1.0,
     ops_count=10_000, ops_reps=7, round_trips=200, round_trip_reps=5, enqueue_calls=100, enqueue_reps=5,
+    file_size=1024 * MiB, line_writes=1_000_000, fifo_size=1024 * MiB, fifo_reps=3,
 )
 QUICK = Settings(
     name="quick", reps=3, return_reps=7, big_size=256 * MiB, drain_size=1024 * MiB, drain_reps=2,
     small_writes=10_000, chain_links=1000, rate_seconds=0.4, rate_reps=3,
     interactive_size=512 * MiB, interactive_reps=3, interactive_seconds=0.5,
     ops_count=10_000, ops_reps=3, round_trips=200, round_trip_reps=3, enqueue_calls=100, enqueue_reps=3,
+    file_size=256 * MiB, line_writes=200_000, fifo_size=256 * MiB, fifo_reps=2,
 )
 
 
@@ -125,6 +141,8 @@ class Row:
 
 
 def fmt_time(seconds: float) -> str:
+    if seconds < 1e-6:
+        return f"{seconds * 1e9:.0f} ns"
     if seconds < 1e-3:
         return f"{seconds * 1e6:.1f} µs"
     if seconds < 1.0:
@@ -146,7 +164,7 @@ def verdict(met: Optional[bool]) -> str:
 
 def render_table(rows: Sequence[Row]) -> str:
     """The rows as a markdown table."""
-    peer = f"peer: {PYTHON_NONBLOCK.name} (a-g), {MHDDQ.name} (h-j)"
+    peer = f"peer: {PYTHON_NONBLOCK.name} (a-g), {MHDDQ.name} (h-j), none (k-m)"
     header = ("#", "measurement", "plain loop", "nonblock", peer, "ratio", "target", "")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
@@ -637,10 +655,131 @@ def scenario_j(bench: Bench) -> List[Row]:
     ]
 
 
+# -- k: BackgroundHddFile, big writes ---------------------------------------------------------
+
+
+def _medians(runs: Dict[str, List[Dict[str, float]]]) -> Dict[Tuple[str, str], float]:
+    """{(contender, field): the median of that field over the contender's runs}."""
+    return {(key, field): median([run[field] for run in values])
+            for key, values in runs.items() for field in values[0]}
+
+
+def _one_in(ratio: float) -> str:
+    return f"{ratio:.3f}x (1/{1 / ratio:.0f})" if ratio < 0.1 else f"{ratio:.2f}x (1/{1 / ratio:.1f})"
+
+
+def scenario_k(bench: Bench) -> List[Row]:
+    d, reps, size = bench.dirpath, bench.settings.reps, bench.settings.file_size
+    unbounded = 2 * size  # max_pending_bytes past the whole file: write() never waits for the disk
+    args = {"size": size, "piece": MiB}
+    runs = interleave(reps, {
+        "plain": lambda: workloads.file_big_writes(None, d, **args),
+        "nonblock": lambda: workloads.file_big_writes(bench.nb, d, **args),
+        "unbounded": lambda: workloads.file_big_writes(bench.nb, d, max_pending=unbounded, **args),
+    })
+    med = _medians(runs)
+
+    def total(key: str) -> str:
+        mid, times = med[(key, "total_s")], [run["total_s"] for run in runs[key]]
+        return f"{fmt_time(mid)} ({fmt_rate(size / mid)}; {spread(times)})"
+
+    ratio = med[("nonblock", "total_s")] / med[("plain", "total_s")]
+    fastest = min(run["total_s"] for run in runs["nonblock"]) / min(run["total_s"] for run in runs["plain"])
+    per_write = med[("unbounded", "write_s")] / med[("plain", "write_s")]
+    count = size // MiB
+    return [
+        Row("k", f"BackgroundHddFile, {size // MiB} MiB to a new file as {count:,} x 1 MiB writes "
+            "(default settings): open to finished (plain: open() to close)",
+            total("plain"), total("nonblock"), "—",
+            f"nonblock/plain {fmt_ratio(ratio)} (fastest runs: {fmt_ratio(fastest)})",
+            "nonblock/plain <= 1.10x", ratio <= 1.10),
+        Row("k", f"same, max_pending_bytes {unbounded // MiB} MiB: time inside write(), mean per call",
+            fmt_time(med[("plain", "write_s")]),
+            f"{fmt_time(med[('unbounded', 'write_s')])}; open to finished {total('unbounded')}; "
+            f"with the default max_pending_bytes {fmt_time(med[('nonblock', 'write_s')])} per write()",
+            "—", f"nonblock/plain {_one_in(per_write)}", "nonblock <= 1/20 of plain", per_write <= 1 / 20),
+    ]
+
+
+# -- l: BackgroundHddFile, many short text lines -----------------------------------------------
+
+
+def scenario_l(bench: Bench) -> List[Row]:
+    d, reps, count = bench.dirpath, bench.settings.reps, bench.settings.line_writes
+    runs = interleave(reps, {
+        "plain": lambda: workloads.file_line_writes(None, d, count),
+        "nonblock": lambda: workloads.file_line_writes(bench.nb, d, count),
+    })
+    med = _medians(runs)
+
+    def cell(key: str, field: str) -> str:
+        return f"{fmt_time(med[(key, field)])} ({spread([run[field] for run in runs[key]])})"
+
+    per_write = med[("nonblock", "write_s")] / med[("plain", "write_s")]
+    total = med[("nonblock", "total_s")] / med[("plain", "total_s")]
+    what = f'BackgroundHddFile, {count:,} writes of a 100-character line (mode "w") to a new file'
+    return [
+        Row("l", what + ": time per write() (the loop's time / count)", cell("plain", "write_s"),
+            cell("nonblock", "write_s"), "—", f"nonblock/plain {fmt_ratio(per_write)}",
+            "nonblock/plain <= 4x", per_write <= 4),
+        Row("l", "same, open to finished (plain: open() to close)", cell("plain", "total_s"),
+            cell("nonblock", "total_s"), "—", f"nonblock/plain {fmt_ratio(total)}",
+            "nonblock/plain <= 3x", total <= 3),
+    ]
+
+
+# -- m: BackgroundHddFile, memory while a slow stream holds the writer back ---------------------
+
+FIFO_READ_RATE = 256 * MiB
+"""Bytes per second the FIFO's reader takes: far below what the writer could offer."""
+
+
+def _in_own_process(name: str, **args: Any) -> Any:
+    """``workloads.name(nonblock, **args)`` in a new worker process, which ends after it."""
+    worker = PeerWorker(OWN_PROCESS)
+    try:
+        return worker.call(name, timeout=300.0, **args)
+    finally:
+        worker.close()
+
+
+def scenario_m(bench: Bench) -> List[Row]:
+    d, reps, size = bench.dirpath, bench.settings.fifo_reps, bench.settings.fifo_size
+    bound = 64 * MiB
+    target = (bound + 16 * MiB) / MiB
+    args = {"dirpath": d, "size": size, "piece": MiB, "max_pending": bound, "read_rate": FIFO_READ_RATE}
+    runs = interleave(reps, {
+        "plain": lambda: _in_own_process("fifo_peak_memory", builtin=True, **args),
+        "nonblock": lambda: _in_own_process("fifo_peak_memory", **args),
+    })
+    med = _medians(runs)
+    worst = max(run["peak_growth_mib"] for run in runs["nonblock"])
+    reset = all(run["peak_reset"] for values in runs.values() for run in values)
+
+    def cell(key: str) -> str:
+        growth = [run["peak_growth_mib"] for run in runs[key]]
+        pending = "" if key == "plain" else (
+            f"; pending_bytes peaked at {med[(key, 'pending_peak_mib')]:.1f} MiB")
+        return (f"{med[(key, 'peak_growth_mib')]:.1f} MiB ({min(growth):.1f}-{max(growth):.1f}; sampled "
+                f"VmRSS {med[(key, 'sampled_growth_mib')]:.1f} MiB{pending}; "
+                f"{fmt_time(med[(key, 'elapsed_s')])}, read at {med[(key, 'read_rate')] / MiB:.0f} MiB/s)")
+
+    return [Row(
+        "m", f"BackgroundHddFile, max_pending_bytes {bound // MiB} MiB, {size // MiB} MiB as 1 MiB writes "
+        f"(a new bytes object each) into a FIFO read at {FIFO_READ_RATE // MiB} MiB/s: peak RSS growth "
+        f"from the first write (VmHWM{'' if reset else ', not reset: an upper bound'}; a process per run, "
+        f"x{reps} runs)",
+        cell("plain"), cell("nonblock"), "—", f"nonblock worst run {worst:.1f} MiB = {worst / target:.2f}x "
+        "the target", f"nonblock <= {target:.0f} MiB (max_pending_bytes + 16 MiB) in every run",
+        worst <= target,
+    )]
+
+
 SCENARIOS: Sequence[Tuple[str, Callable[[Bench], List[Row]]]] = (
     ("a", scenario_a), ("b", scenario_b), ("c", scenario_c), ("d", scenario_d),
     ("e", scenario_e), ("f", scenario_f), ("g", scenario_g), ("h", scenario_h),
-    ("i", scenario_i), ("j", scenario_j),
+    ("i", scenario_i), ("j", scenario_j), ("k", scenario_k), ("l", scenario_l),
+    ("m", scenario_m),
 )
 
 
@@ -757,6 +896,10 @@ def warm_up(bench: Bench, scenarios: Sequence[str]) -> None:
     if any(PEER_OF_SCENARIO[name] is MHDDQ for name in scenarios):
         workloads.round_trips(bench.hddq, bench.dirpath, 20)
         bench.mhddq.call("round_trips", dirpath=bench.dirpath, count=20)
+    if any(name in "kl" for name in scenarios):
+        for lib in (None, bench.nb):
+            workloads.file_big_writes(lib, bench.dirpath, 64 * MiB, MiB)
+            workloads.file_line_writes(lib, bench.dirpath, 10_000)
     bench.release()
 
 
@@ -787,6 +930,20 @@ How to read it:
   has started, the next calls are timed one by one. Cells are "with the sleeper vs without". In
   mhddq a callback runs holding the queue's lock, so the first call waits out the sleep and the
   rest are quick again: the median hides it, the total and the slowest call show it.
+- k-m: BackgroundHddFile against the builtin open() doing the same writes (the plain loop
+  column); there is no peer library. k and l write new files ("wb", "w") in the temp dir and
+  delete them after each run, so, unlike a, b, e and f, they allocate fresh page cache and swing
+  with it: the cells give min-max, and k's first ratio also compares the two fastest runs, which
+  on this VM is steadier than the medians. BackgroundHddFile is timed from the open call until
+  finished (close(), then wait()), the builtin file until close() returns. k times each write()
+  call; l divides the write loop's time by its count.
+- m: each run is a worker process of its own (peer_worker.py with this checkout's nonblock), so
+  the peak is that run's: the growth is the kernel's high-water mark (VmHWM, restarted through
+  /proc/self/clear_refs just before the first write) at the end less VmRSS at the first write;
+  "sampled VmRSS" is the most VmRSS seen every 2 ms over the same span. Not ru_maxrss: it keeps
+  the high-water mark a new process inherits from the one that spawned it. A reader thread
+  drains the FIFO at a fixed rate far below the writer's, so the writer waits on its bound the
+  whole time; it checks it got every byte.
 """
 
 

@@ -14,6 +14,10 @@ KIND names the peer and PEER_DIR is the folder ``pip install --target`` put it i
   process alive until it is shut down; so it gets a process whose life is the
   whole benchmark run, and is shut down once, when that ends.
 
+KIND ``nonblock`` is no peer: it is this checkout's nonblock (PEER_DIR is the
+repository), for a workload that needs a process of its own (scenario m
+measures the process's peak memory, so each of its runs gets a new worker).
+
 The worker talks JSON lines: it first answers with where the peer module came
 from, then, for each request ``{"call": NAME, "args": {...}}`` on stdin, runs
 ``workloads.NAME(peer_module, **args)`` and writes ``{"ok": true, "result": ...}``
@@ -53,6 +57,14 @@ def import_python_nonblock(peer_dir: str) -> ModuleType:
     import nonblock
 
     return _check_origin(nonblock, peer_dir, "python-nonblock")
+
+
+def import_repository_nonblock(repo_dir: str) -> ModuleType:
+    """Import this checkout's nonblock from *repo_dir*, whatever else is installed."""
+    sys.path.insert(0, repo_dir)
+    import nonblock
+
+    return _check_origin(nonblock, repo_dir, "the repository's nonblock")
 
 
 def import_mhddq(peer_dir: str) -> ModuleType:
@@ -101,6 +113,7 @@ PEERS: Dict[str, Peer] = {
     "mhddq": Peer(import_mhddq, (
         "ops_throughput", "round_trips", "enqueue_while_callback_sleeps",
     ), shut_down_mhddq),
+    "nonblock": Peer(import_repository_nonblock, ("fifo_peak_memory",)),
 }
 
 

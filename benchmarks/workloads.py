@@ -12,6 +12,12 @@ Scenarios h-j drive mhddq's API (``file_exists(callback, filename)`` and its
 callback dict) the same way: *lib* is ``nonblock.hddq`` in compare.py's process
 and mhddq's module in a peer_worker.py subprocess.
 
+Scenarios k-m time ``lib.BackgroundHddFile`` (*lib* the repository's nonblock)
+against the builtin open() doing the same writes: there *lib* None runs the
+very loop on open().  k and l write new files; m writes into a FIFO that a slow
+reader thread drains, in a process of its own (peer_worker.py), to measure
+that process's peak memory.
+
 This module imports no library under test.  Each function returns plain numbers (a
 float or a dict of them) so the result can travel as JSON, and checks that the
 bytes landed.
@@ -581,4 +587,244 @@ def enqueue_while_callback_sleeps(
         "max_s": times[-1],
         "total_s": sum(times),
         "calls_done_after_s": overlap,
+    }
+
+
+# -- k, l, m: BackgroundHddFile against the builtin open() -------------------------------------
+# *lib* is the repository's nonblock; None runs the very same loop on the builtin open().
+# A BackgroundHddFile is timed until it is finished (close(), then wait()), the builtin
+# file until close() returns.
+
+
+def _open_file(lib: Optional[ModuleType], path: str, mode: str, max_pending: Optional[int]) -> Any:
+    if lib is None:
+        return open(path, mode)
+    if max_pending is None:
+        return lib.BackgroundHddFile(path, mode)
+    return lib.BackgroundHddFile(path, mode, max_pending_bytes=max_pending)
+
+
+def _close_and_wait(lib: Optional[ModuleType], stream: Any) -> None:
+    """Close *stream*; a BackgroundHddFile is then waited for until it is finished."""
+    stream.close()
+    if lib is None:
+        return
+    stream.wait()
+    if not stream.finished:
+        raise RuntimeError(f"{stream!r}: wait() returned and the file is not finished")
+
+
+def file_big_writes(
+    lib: Optional[ModuleType], dirpath: str, size: int, piece: int, max_pending: Optional[int] = None
+) -> Dict[str, float]:
+    """Write *size* bytes to a new file as *piece*-byte writes of one bytes object.
+
+    *lib* None: the builtin open().  Otherwise ``lib.BackgroundHddFile`` with
+    max_pending_bytes *max_pending* (None: its default).  Returns the seconds
+    from the open call until the file is finished (builtin: closed), and the
+    mean seconds spent inside write(), timed around each call.
+    """
+    data = payload(piece)
+    count = size // piece
+    path = fresh_path(dirpath, "file")
+    clock = time.perf_counter
+    start = clock()
+    stream = _open_file(lib, path, "wb", max_pending)
+    inside = 0.0
+    for _ in range(count):
+        before = clock()
+        stream.write(data)
+        inside += clock() - before
+    _close_and_wait(lib, stream)
+    total = clock() - start
+    check_and_remove(path, count * piece)
+    return {"total_s": total, "write_s": inside / count}
+
+
+def file_line_writes(lib: Optional[ModuleType], dirpath: str, count: int) -> Dict[str, float]:
+    """Write *count* 100-character lines to a new file opened in mode "w".
+
+    *lib* as for :func:`file_big_writes`.  Returns the seconds from the open
+    call until the file is finished (builtin: closed), and the write loop's
+    seconds over *count* (the loop calls a bound ``write`` fetched once).
+    """
+    line = "x" * 99 + "\n"
+    path = fresh_path(dirpath, "lines")
+    clock = time.perf_counter
+    start = clock()
+    stream = _open_file(lib, path, "w", None)
+    write = stream.write
+    loop_start = clock()
+    for _ in range(count):
+        write(line)
+    loop = clock() - loop_start
+    _close_and_wait(lib, stream)
+    total = clock() - start
+    check_and_remove(path, count * len(line))
+    return {"total_s": total, "write_s": loop / count}
+
+
+_READ_SIZE = 64 * KiB
+_READS_PER_REST = 16
+
+
+def _status_kib(field: str) -> int:
+    """A memory field of /proc/self/status, in KiB: VmRSS (resident now), VmHWM (most resident)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field} line in /proc/self/status")
+
+
+def _rss_kib() -> int:
+    return _status_kib("VmRSS")
+
+
+def _reset_peak() -> bool:
+    """Restart the kernel's high-water mark (VmHWM) from VmRSS now; False if Linux refused.
+
+    Not ru_maxrss: getrusage() also counts the high-water mark inherited at exec
+    from the process that spawned this one (a vfork child shares its parent's
+    memory until it execs), so a big parent hides this process's own peak.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+    except OSError:
+        return False
+    return True
+
+
+class _RssSampler(threading.Thread):
+    """Samples VmRSS every *interval_s* until stopped; keeps the largest."""
+
+    def __init__(self, interval_s: float) -> None:
+        super().__init__(name="rss-sampler", daemon=True)
+        self.interval_s = interval_s
+        self.base_kib = self.peak_kib = _rss_kib()
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.interval_s):
+            self.peak_kib = max(self.peak_kib, _rss_kib())
+
+    def stop(self) -> int:
+        self.stopping.set()
+        self.join()
+        return max(self.peak_kib, _rss_kib())
+
+
+class _SlowReader(threading.Thread):
+    """Reads a FIFO to its end at about *rate* bytes per second, counting the bytes.
+
+    Reads _READ_SIZE at a time and, every _READS_PER_REST reads, sleeps until
+    the schedule that *rate* sets; closes *fd* when done (so a writer left
+    behind gets EPIPE rather than waiting forever).
+    """
+
+    def __init__(self, fd: int, rate: float) -> None:
+        super().__init__(name="slow-reader", daemon=True)
+        self.fd = fd
+        self.rate = rate
+        self.total = 0
+        self.elapsed_s = 0.0
+        self.error: Optional[BaseException] = None
+
+    def run(self) -> None:
+        try:
+            start = time.perf_counter()
+            reads = 0
+            while True:
+                data = os.read(self.fd, _READ_SIZE)
+                if not data:
+                    break
+                self.total += len(data)
+                reads += 1
+                if reads % _READS_PER_REST == 0:
+                    ahead = self.total / self.rate - (time.perf_counter() - start)
+                    if ahead > 0:
+                        time.sleep(ahead)
+            self.elapsed_s = time.perf_counter() - start
+        except BaseException as error:
+            self.error = error
+        finally:
+            os.close(self.fd)
+
+
+def _nonblocking_opener(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NONBLOCK)
+
+
+def fifo_peak_memory(
+    lib: ModuleType, dirpath: str, size: int, piece: int, max_pending: int, read_rate: float,
+    builtin: bool = False,
+) -> Dict[str, float]:
+    """Peak memory growth while writing *size* bytes into a FIFO that a slow reader drains.
+
+    Meant to run in a process of its own, so the peak is this workload's.  A
+    FIFO is made in *dirpath*; its read end is opened first (non-blocking, so
+    the open does not wait for a writer), then the write end: with *builtin*, a
+    plain ``open(fifo, "wb")``, otherwise ``lib.BackgroundHddFile(fifo, "wb",
+    max_pending_bytes=max_pending)`` on a non-blocking descriptor.  Then the
+    read end is made blocking and a reader thread drains it at *read_rate*
+    bytes per second, far slower than the writer.  The writes are *piece*
+    bytes each, a new bytes object every time; the file is closed and waited for.
+
+    Returns the kernel's peak RSS at the end (VmHWM, restarted just before the
+    first write if Linux lets it: ``peak_reset``) less VmRSS just before the
+    first write; the same for the most VmRSS sampled every 2 ms meanwhile; the
+    most pending_bytes seen after a write() (0 for the builtin file); the
+    seconds from the first write until finished; and the reader's rate.
+    Raises unless the reader got every byte.
+    """
+    path = os.path.join(dirpath, f"fifo-{os.getpid()}-{next(_file_numbers)}")
+    os.mkfifo(path)
+    try:
+        read_fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        stream: Any
+        try:
+            if builtin:
+                stream = open(path, "wb")
+            else:
+                stream = lib.BackgroundHddFile(path, "wb", max_pending_bytes=max_pending,
+                                               opener=_nonblocking_opener)
+        except BaseException:
+            os.close(read_fd)
+            raise
+        os.set_blocking(read_fd, True)
+        reader = _SlowReader(read_fd, read_rate)
+        reader.start()
+        count = size // piece
+        pending_peak = 0
+        reset = _reset_peak()
+        sampler = _RssSampler(0.002)
+        sampler.start()
+        start = time.perf_counter()
+        try:
+            for index in range(count):
+                stream.write(bytes([index % 256]) * piece)
+                if not builtin:
+                    pending_peak = max(pending_peak, stream.pending_bytes)
+            _close_and_wait(None if builtin else lib, stream)
+        finally:
+            with contextlib.suppress(Exception):  # an error of the writes is on its way up already
+                stream.close()
+            reader.join()
+        elapsed = time.perf_counter() - start
+        sampled_peak = sampler.stop()
+        kernel_peak = _status_kib("VmHWM")
+    finally:
+        os.unlink(path)
+    if reader.error is not None:
+        raise RuntimeError(f"the FIFO reader failed: {reader.error!r}")
+    if reader.total != count * piece:
+        raise RuntimeError(f"the FIFO reader got {reader.total} bytes, expected {count * piece}")
+    return {
+        "peak_growth_mib": (kernel_peak - sampler.base_kib) / KiB,
+        "peak_reset": float(reset),
+        "sampled_growth_mib": (sampled_peak - sampler.base_kib) / KiB,
+        "pending_peak_mib": pending_peak / MiB,
+        "elapsed_s": elapsed,
+        "read_rate": reader.total / reader.elapsed_s,
     }
