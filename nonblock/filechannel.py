@@ -67,6 +67,7 @@ class FileChannel:
         self.settled = 0
         self.room = threading.Condition(threading.Lock())
         self.room_waiters = 0
+        self.room_wanted = 0  # the waiter can go on once this much has settled
         # Who to tell at once about an error (the caller's half, weakly held so
         # that dropping the file object still closes it), and whether anyone
         # is left to tell it later.
@@ -80,7 +81,7 @@ class FileChannel:
     def settle(self, count: int) -> None:
         """*count* more bytes reached their end; wake a writer waiting for room."""
         self.settled += count
-        if self.room_waiters:
+        if self.room_waiters and self.settled >= self.room_wanted:
             with self.room:
                 self.room.notify_all()
 
@@ -90,7 +91,7 @@ class FileChannel:
             self.error = error
             owner = self.owner() if self.owner is not None else None
             if owner is not None:
-                owner._refused = True  # the caller's fast path looks at this one flag
+                owner._gathered.refused = True  # the caller's fast path looks at this one flag
             elif not self.exiting:
                 self.report_unretrieved()
         self.settled += unsettled
@@ -303,28 +304,49 @@ class WriteJob:
 _Chunk = Tuple[List[Chunk], int]
 
 
+# Pieces at least this big are written as they are: joining them would copy
+# more than the write calls it saves.
+_JOIN_BELOW = 64 * 1024
+
+
 def _joined_chunks(pieces: List[bytes], chunk_size: int) -> Iterator[_Chunk]:
-    """Chunks of one item each: runs of small pieces joined, big pieces cut without copying."""
-    group: List[bytes] = []
-    group_size = 0
+    """Chunks of about *chunk_size*: runs of small pieces joined, big pieces whole or cut.
+
+    A piece bigger than a chunk is cut into chunk-sized views (no copy), so
+    that it takes turns at the disk with other work.
+    """
+    items: List[Chunk] = []
+    items_size = 0
+    small: List[bytes] = []
+    small_size = 0
     for piece in pieces:
         length = len(piece)
-        if length >= chunk_size:
-            if group:
-                yield [b"".join(group)], group_size
-                group, group_size = [], 0
+        if length < _JOIN_BELOW:
+            small.append(piece)
+            small_size += length
+            if items_size + small_size < chunk_size:
+                continue
+        if small:
+            items.append(small[0] if len(small) == 1 else b"".join(small))
+            items_size += small_size
+            small, small_size = [], 0
+        if length >= _JOIN_BELOW:
             whole = memoryview(piece)
             for start in range(0, length, chunk_size):
                 part = whole[start:start + chunk_size]
-                yield [part], len(part)
-            continue
-        group.append(piece)
-        group_size += length
-        if group_size >= chunk_size:
-            yield [b"".join(group)], group_size
-            group, group_size = [], 0
-    if group:
-        yield [group[0] if len(group) == 1 else b"".join(group)], group_size
+                items.append(part)
+                items_size += len(part)
+                if items_size >= chunk_size:
+                    yield items, items_size
+                    items, items_size = [], 0
+        elif items_size >= chunk_size:
+            yield items, items_size
+            items, items_size = [], 0
+    if small:
+        items.append(small[0] if len(small) == 1 else b"".join(small))
+        items_size += small_size
+    if items:
+        yield items, items_size
 
 
 def _exact_chunks(pieces: List[Piece], chunk_size: int) -> Iterator[_Chunk]:

@@ -47,7 +47,7 @@ import io
 import os
 import threading
 import weakref
-from typing import Any, Callable, Iterable, List, Optional, Union
+from typing import Any, Callable, Iterable, List, Optional, Tuple, Union
 
 from nonblock import _checks
 from nonblock.background import FunctionJob
@@ -63,10 +63,48 @@ __all__ = [
 ]
 
 DEFAULT_MAX_PENDING_BYTES = 64 * 1024 * 1024
+_MIN_BATCH = 8 * 1024 * 1024
 
 _CLOSED_MESSAGE = "I/O operation on closed file."
 
 _live_files: weakref.WeakSet[BackgroundHddFile] = weakref.WeakSet()
+
+
+class _Gathered:
+    """What the caller's half holds for its next batch.
+
+    Kept apart, in a plain slotted object, because ``write()`` reads it on
+    every call: attribute access on instances of the io base classes is not
+    specialised by CPython 3.11's interpreter, and costs several times more.
+
+    ``write()`` takes no lock (a lock doubles the cost of a small write).  It
+    relies on what the GIL makes atomic: it only appends to ``parts``, and
+    ``parts`` is never replaced, only emptied from the front by :meth:`take`,
+    so a piece can never land in a list already handed to the queue.
+    ``size`` is a hint for when to hand over (concurrent writers may race
+    on it); what is handed over is measured exactly.
+    """
+
+    __slots__ = ("parts", "size", "refused")
+
+    def __init__(self, refused: bool) -> None:
+        self.parts: List[Piece] = []
+        self.size = 0  # of parts: bytes, or characters in text mode
+        # True when a write must take the slow path: closed, not writable, failed.
+        self.refused = refused
+
+    def take(self) -> Tuple[List[Piece], int]:
+        """Remove and return what is gathered, and its exact size."""
+        parts = self.parts
+        count = len(parts)
+        taken = parts[:count]
+        del parts[:count]
+        self.size = sum(map(len, parts))  # what arrived meanwhile, usually nothing
+        return taken, sum(map(len, taken))
+
+    def drop(self) -> None:
+        del self.parts[:]
+        self.size = 0
 
 
 class BackgroundHddFile(io.IOBase):
@@ -94,7 +132,7 @@ class BackgroundHddFile(io.IOBase):
     """
 
     _closed = True  # until __init__ has opened the file, the object is as good as closed
-    _refused = True
+    _gathered = _Gathered(refused=True)
     _is_text = False
 
     def __new__(cls, file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> BackgroundHddFile:
@@ -145,12 +183,12 @@ class BackgroundHddFile(io.IOBase):
                                     fsync=fsync, name=getattr(real, "name", file))
         self._reopen_args = (mode, buffering, encoding, errors, newline, closefd)
         self._channel.owner = weakref.ref(self)
-        # Gathered writes are handed over in batches of this size, small enough
-        # that a few are in flight at once within the bound.
-        self._batch_size = max(1, min(chunk_size, self._max_pending // 4))
+        # Gathered writes are handed over in batches of this size: big enough
+        # that the cost of a job (a Future, a turn in the lane) is spread over
+        # several chunks, small enough that a few are in flight within the bound.
+        self._batch_size = max(1, min(max(chunk_size, _MIN_BATCH), self._max_pending // 4))
         self._lock = threading.Lock()
-        self._parts: List[Piece] = []
-        self._buffered = 0  # size of _parts
+        self._gathered = _Gathered(refused=not real.writable())
         self._submitted = 0  # handed to the queue; the channel counts what settled
         self._last_task: Optional[Task[Any]] = None
         self._close_task: Optional[Task[Any]] = None
@@ -162,7 +200,7 @@ class BackgroundHddFile(io.IOBase):
         self._fileno = real.fileno()
         self._isatty = real.isatty()
         self._closed = False
-        self._refused = not self._writable
+        self._install_fast_write()
         _live_files.add(self)
 
     # -- what the object is ------------------------------------------------------
@@ -197,7 +235,7 @@ class BackgroundHddFile(io.IOBase):
     @property
     def pending_bytes(self) -> int:
         """Data written to this object and not yet settled on disk (characters, in text mode)."""
-        return self._buffered + self._submitted - self._channel.settled
+        return self._gathered.size + self._submitted - self._channel.settled
 
     def readable(self) -> bool:
         self._check_not_closed()
@@ -231,7 +269,7 @@ class BackgroundHddFile(io.IOBase):
 
     def writelines(self, lines: Iterable[Any]) -> None:
         """Write every item of *lines* (no separators added), as open()'s writelines does."""
-        if self._refused:
+        if self._gathered.refused:
             self._raise_refusal()
         write = self.write
         for line in lines:
@@ -339,11 +377,10 @@ class BackgroundHddFile(io.IOBase):
         With *flush*, the real file is flushed after them (when it is not
         flushed after every chunk anyway), so that what was written is down.
         """
-        parts, size = self._parts, self._buffered
         flush = flush and self._channel.exact
-        if not parts and not flush:
+        if not self._gathered.parts and not flush:
             return
-        self._parts, self._buffered = [], 0
+        parts, size = self._gathered.take()
         self._wait_for_room(size)
         self._submit(WriteJob(self._channel, parts, size, flush_after=flush))
         self._submitted += size
@@ -363,6 +400,9 @@ class BackgroundHddFile(io.IOBase):
             return
         with channel.room:
             channel.room_waiters += 1
+            # Only one thread waits here at a time (the caller holds the file's
+            # lock), so the IO side can wake it once, when this much has settled.
+            channel.room_wanted = self._submitted + min(size - limit, 0)
             try:
                 while channel.error is None:
                     in_flight = self._submitted - channel.settled
@@ -377,7 +417,7 @@ class BackgroundHddFile(io.IOBase):
     def _close_without_raising(self) -> None:
         """Mark closed, queue the rest and the close.  Called with the lock held."""
         self._closed = True
-        self._refused = True
+        self._gathered.refused = True
         channel = self._channel
         try:
             if channel.error is None:
@@ -385,7 +425,7 @@ class BackgroundHddFile(io.IOBase):
         except BaseException:
             pass  # recorded on the channel; the close below must still be queued
         finally:
-            self._parts, self._buffered = [], 0
+            self._gathered.drop()
             try:
                 self._close_task = self._submit(ChannelCall(channel, channel.close, records_errors=True))
             except QueueShutdown:
@@ -426,6 +466,40 @@ class BackgroundHddFile(io.IOBase):
         assert error is not None
         raise error
 
+    def _install_fast_write(self) -> None:
+        """Give this object its own ``write``, a closure over what it touches on every call.
+
+        A closure reads its cells far faster than a method reads attributes of
+        an io object, and a million small writes are the case that matters.
+        It holds the object only weakly (the slow paths), so dropping the
+        object still closes it at once, as dropping a builtin file does.
+        """
+        self.__dict__["write"] = self._make_fast_write(self._gathered, self._batch_size, weakref.ref(self))
+
+    @staticmethod
+    def _make_fast_write(gathered: _Gathered, batch_size: int,
+                         owner: weakref.ref[BackgroundHddFile]) -> Callable[[Any], int]:
+        raise NotImplementedError
+
+    def _hand_over_from_write(self) -> None:
+        """A write filled a batch: hand it to the queue (waiting for room, if need be)."""
+        with self._lock:
+            if not self._gathered.refused:
+                self._submit_parts()
+
+    def _refuse_after_append(self, piece: Piece) -> None:
+        """A write appended *piece* while the file was being refused (closed, failed) meanwhile.
+
+        If the piece is still gathered, nobody will write it: take it back and
+        refuse the write.  If a close already took it, it is written: accept.
+        """
+        with self._lock:
+            parts = self._gathered.parts
+            for index in range(len(parts) - 1, -1, -1):
+                if parts[index] is piece:
+                    del parts[index]
+                    self._raise_refusal()
+
     def _reopen_in_child(self) -> None:
         """Swap the real file object for a fresh one on a duplicate descriptor (see fork)."""
         mode, buffering, encoding, errors, newline, closefd = self._reopen_args
@@ -462,20 +536,33 @@ class BackgroundTextFile(BackgroundHddFile, io.TextIOBase):
     _is_text = True
 
     def write(self, s: str) -> int:
-        """Keep *s* for the background writer and return ``len(s)`` at once."""
-        if type(s) is not str:
-            if not isinstance(s, str):
-                raise TypeError(f"write() argument must be str, not {type(s).__name__}")
-            s = str(s)
-        with self._lock:
-            if self._refused:
-                self._raise_refusal()
-            self._parts.append(s)
+        """Keep *s* for the background writer and return ``len(s)`` at once.
+
+        (Each object answers ``write`` with a faster closure that does the same;
+        see :meth:`_make_fast_write`.)
+        """
+        return self.__dict__["write"](s)  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _make_fast_write(gathered: _Gathered, batch_size: int,
+                         owner: weakref.ref[BackgroundHddFile]) -> Callable[[Any], int]:
+        parts = gathered.parts  # never replaced (see _Gathered)
+
+        def write(s: str) -> int:
+            if type(s) is not str:
+                s = _as_str(s)
+            if gathered.refused:
+                _alive(owner)._raise_refusal()
+            parts.append(s)
             size = len(s)
-            self._buffered += size
-            if self._buffered >= self._batch_size:
-                self._submit_parts()
-        return size
+            gathered.size += size
+            if gathered.refused:
+                _alive(owner)._refuse_after_append(s)
+            elif gathered.size >= batch_size:
+                _alive(owner)._hand_over_from_write()
+            return size
+
+        return write
 
     @property
     def encoding(self) -> str:  # type: ignore[override]
@@ -498,20 +585,32 @@ class BackgroundBinaryFile(BackgroundHddFile, io.BufferedIOBase):
     """A :class:`BackgroundHddFile` in binary mode: write() takes any bytes-like object."""
 
     def write(self, data: Any) -> int:
-        """Keep *data* for the background writer (a copy, if it is mutable); return its size."""
-        if type(data) is bytes:
-            piece = data
-        else:
-            piece = _owned_bytes(data)
-        size = len(piece)
-        with self._lock:
-            if self._refused:
-                self._raise_refusal()
-            self._parts.append(piece)
-            self._buffered += size
-            if self._buffered >= self._batch_size:
-                self._submit_parts()
-        return size
+        """Keep *data* for the background writer (a copy, if it is mutable); return its size.
+
+        (Each object answers ``write`` with a faster closure that does the same;
+        see :meth:`_make_fast_write`.)
+        """
+        return self.__dict__["write"](data)  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _make_fast_write(gathered: _Gathered, batch_size: int,
+                         owner: weakref.ref[BackgroundHddFile]) -> Callable[[Any], int]:
+        parts = gathered.parts  # never replaced (see _Gathered)
+
+        def write(data: Any) -> int:
+            piece = data if type(data) is bytes else _owned_bytes(data)
+            if gathered.refused:
+                _alive(owner)._raise_refusal()
+            parts.append(piece)
+            size = len(piece)
+            gathered.size += size
+            if gathered.refused:
+                _alive(owner)._refuse_after_append(piece)
+            elif gathered.size >= batch_size:
+                _alive(owner)._hand_over_from_write()
+            return size
+
+        return write
 
     def read1(self, size: int = -1) -> bytes:
         return self._call("read1", size)  # type: ignore[no-any-return]
@@ -521,6 +620,19 @@ class BackgroundBinaryFile(BackgroundHddFile, io.BufferedIOBase):
 
     def readinto1(self, buffer: Any) -> int:
         return self._call("readinto1", buffer)  # type: ignore[no-any-return]
+
+
+def _alive(owner: weakref.ref[BackgroundHddFile]) -> BackgroundHddFile:
+    file = owner()
+    if file is None:  # only a write racing the object's own finaliser gets here
+        raise ValueError(_CLOSED_MESSAGE)
+    return file
+
+
+def _as_str(text: Any) -> str:
+    if not isinstance(text, str):
+        raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+    return str(text)
 
 
 def _owned_bytes(data: Any) -> bytes:
@@ -569,8 +681,9 @@ def _forget_parent_writes() -> None:
     it flushes goes nowhere.
     """
     for file in list(_live_files):
-        file._lock = threading.Lock()
-        file._parts, file._buffered, file._submitted = [], 0, 0
+        file._lock = threading.Lock()  # another thread may have held it at the fork
+        file._gathered.drop()
+        file._submitted = 0
         file._last_task = None
         channel = file._channel
         channel.settled = 0
@@ -582,7 +695,7 @@ def _forget_parent_writes() -> None:
                 file._reopen_in_child()
             except OSError as error:
                 channel.error = error
-                file._refused = True
+                file._gathered.refused = True
 
 
 def _point_at_devnull(fd: int) -> None:

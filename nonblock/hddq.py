@@ -469,9 +469,13 @@ class HddQueue:
             if task._gates == 0:
                 self._make_ready(task)
 
-    def _make_ready(self, task: Task[Any]) -> None:
+    def _make_ready(self, task: Task[Any], *, taken_next_by_caller: bool = False) -> None:
         # Called with the lock held.
         self._ready.append(task)
+        if taken_next_by_caller:
+            # An IO thread releasing its lane's next task goes straight back for
+            # work; waking the sister for it would only add a thread switch.
+            return
         # A working IO thread takes this itself once its op is done; waking the
         # sister to prepare it meanwhile pays only when ops are long (big chunks).
         # For small ops it is all cost: GIL contention and thread switches.
@@ -696,7 +700,7 @@ class HddQueue:
                     successor = waiting.popleft()
                     successor._gates -= 1
                     if successor._gates == 0:
-                        self._make_ready(successor)
+                        self._make_ready(successor, taken_next_by_caller=True)
                 else:
                     del self._lanes[lane]
             if self._shutdown_requested and self._io_pending == 0:
