@@ -16,9 +16,9 @@ object that open() returns lives on the HDD queue (see filechannel.py) and only
 the queue's IO threads touch it.  So:
 
 * ``write()`` keeps a reference to the data (a copy of a mutable buffer) and
-  returns.  Small writes are gathered until they fill a chunk of the
-  ``ioPrio`` profile's size, which then becomes one job on the queue: a million
-  small writes are not a million queue ops.
+  returns.  Writes are gathered into batches of several MiB, each one job on
+  the queue, written a chunk of the ``ioPrio`` profile's size per turn at the
+  disk: a million small writes are not a million queue ops.
 * ``flush()`` hands what is gathered to the queue and returns.  ``close()`` does
   the same, queues the close, and returns; ``closed`` is True at once and
   ``finished`` once everything is written, flushed (fsynced with ``fsync=True``)
@@ -115,8 +115,9 @@ class BackgroundHddFile(io.IOBase):
 
     ``ioPrio``
         1..10 or a :class:`~nonblock.BackgroundIOPriority`: its chunk size is
-        how much gathered data becomes one job, and how much is written per
-        turn at the disk.
+        how much is written per turn at the disk, taking turns with the other
+        work on the queue.  (Its ``bandwidthPct`` is not applied to files: a
+        file alone on the queue writes at the disk's speed.)
     ``fsync``
         fsync before the descriptor is closed, so ``finished`` means durable.
     ``max_pending_bytes``
@@ -425,7 +426,8 @@ class BackgroundHddFile(io.IOBase):
         except BaseException:
             pass  # recorded on the channel; the close below must still be queued
         finally:
-            self._gathered.drop()
+            if channel.error is not None:
+                self._gathered.drop()  # refused with the error: nothing more is written
             try:
                 self._close_task = self._submit(ChannelCall(channel, channel.close, records_errors=True))
             except QueueShutdown:
@@ -491,7 +493,8 @@ class BackgroundHddFile(io.IOBase):
         """A write appended *piece* while the file was being refused (closed, failed) meanwhile.
 
         If the piece is still gathered, nobody will write it: take it back and
-        refuse the write.  If a close already took it, it is written: accept.
+        refuse the write.  If a close already took it, it is written: accept,
+        unless the file failed (then nothing after the failure is written).
         """
         with self._lock:
             parts = self._gathered.parts
@@ -499,6 +502,8 @@ class BackgroundHddFile(io.IOBase):
                 if parts[index] is piece:
                     del parts[index]
                     self._raise_refusal()
+            if self._channel.error is not None:
+                self._raise_refusal()
 
     def _reopen_in_child(self) -> None:
         """Swap the real file object for a fresh one on a duplicate descriptor (see fork)."""

@@ -491,3 +491,35 @@ def test_text_mode_on_a_non_blocking_descriptor_is_refused_at_the_call(tmp_path)
         BackgroundHddFile(tmp_path / "fifo", "w", opener=nonblocking_opener)
     reader.start()
     assert reader.finish() == b""  # the write end was closed: EOF at once
+
+
+def test_writes_racing_a_close_from_another_thread_are_either_on_disk_or_refused(tmp_path):
+    path = tmp_path / "f"
+    file = BackgroundHddFile(path, "wb")
+    accepted: List[List[bytes]] = [[] for _ in range(4)]
+    refused: List[int] = [0] * 4
+    started = threading.Barrier(5)
+
+    def writer(index: int) -> None:
+        started.wait(60)
+        for count in range(20_000):
+            record = b"%d:%06d\n" % (index, count)
+            try:
+                file.write(record)
+            except ValueError:
+                refused[index] += 1
+                return
+            accepted[index].append(record)
+
+    threads = [threading.Thread(target=writer, args=(index,)) for index in range(4)]
+    for thread in threads:
+        thread.start()
+    started.wait(60)
+    file.close()
+    for thread in threads:
+        thread.join(60)
+    assert file.wait(60)
+    on_disk = path.read_bytes().splitlines(keepends=True)
+    for index in range(4):
+        mine = [line for line in on_disk if line.startswith(b"%d:" % index)]
+        assert mine == accepted[index], f"writer {index}: accepted writes missing or extra on disk"
