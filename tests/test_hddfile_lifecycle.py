@@ -59,11 +59,15 @@ def test_a_program_that_exits_without_closing_finds_every_byte_on_disk_and_the_d
     assert report.read_text() == "closed"
 
 
+# Python 3.12+ warns that forking a threaded process is risky; these scripts fork on purpose.
+QUIET_FORK = 'warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)'
+
 FORK_WITH_GATHERED_WRITES_SCRIPT = """
-    import json, os, sys
+    import json, os, sys, warnings
     import nonblock
     from nonblock import BackgroundHddFile
 
+    QUIET_FORK
     path = sys.argv[1]
     file = BackgroundHddFile(path, "ab")
     file.write(b"parent before the fork, written and waited for\\n")
@@ -85,7 +89,7 @@ FORK_WITH_GATHERED_WRITES_SCRIPT = """
     file.close()
     file.wait()
     print(json.dumps({"nonblock_file": nonblock.__file__, "child_status": status}))
-"""
+""".replace("QUIET_FORK", QUIET_FORK)
 
 
 @needs_fork
@@ -105,10 +109,11 @@ def test_a_forked_child_never_writes_what_the_parent_had_gathered(tmp_path):
 
 
 FORK_MID_WRITE_SCRIPT = """
-    import json, os, sys, threading
+    import json, os, sys, threading, warnings
     import nonblock
     from nonblock import BackgroundHddFile
 
+    QUIET_FORK
     fifo = sys.argv[1]
     os.mkfifo(fifo)
     read_fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
@@ -155,7 +160,7 @@ FORK_MID_WRITE_SCRIPT = """
         "child_bytes": bytes(received).count(b"child"),
         "received": len(received),
     }))
-"""
+""".replace("QUIET_FORK", QUIET_FORK)
 
 
 @needs_fork
