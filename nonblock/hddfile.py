@@ -52,7 +52,7 @@ from typing import Any, Callable, Iterable, List, Optional, Tuple, Union
 from nonblock import _checks
 from nonblock.background import FunctionJob
 from nonblock.filechannel import ChannelCall, FileChannel, Piece, WriteJob
-from nonblock.hddq import HddQueue, QueueShutdown, Task, default_queue, prepare_for_exit
+from nonblock.hddq import HddQueue, QueueShutdown, Task, default_queue, prepare_before_stop
 from nonblock.priority import DEFAULT_IO_PRIORITY, BackgroundIOPriority, resolve_priority
 
 __all__ = [
@@ -362,27 +362,32 @@ class BackgroundHddFile(io.IOBase):
             self._raise_error()
         return task.result()
 
-    def _submit(self, job: Any) -> Task[Any]:
+    def _submit(self, job: Any, *, shutdown_is_an_error: bool = True) -> Task[Any]:
         """Queue *job* in this file's lane.  Called with the lock held."""
         try:
             task = self._queue.submit_job(job, lane=self._channel)
         except QueueShutdown as error:
-            self._channel.fail(error, 0)
+            if shutdown_is_an_error:
+                self._channel.fail(error, 0)
             raise
         self._last_task = task
         return task
 
     def _submit_parts(self, flush: bool = False) -> None:
-        """Hand the gathered writes to the queue as one job.  Called with the lock held.
+        """Hand the gathered writes to the queue as one job.  Called with the lock held; never waits.
 
         With *flush*, the real file is flushed after them (when it is not
         flushed after every chunk anyway), so that what was written is down.
         """
         flush = flush and self._channel.exact
-        if not self._gathered.parts and not flush:
+        if not self._gathered.parts:
+            if flush:
+                try:
+                    self._submit(WriteJob(self._channel, [], 0, flush_after=True), shutdown_is_an_error=False)
+                except QueueShutdown:
+                    pass  # nothing to write; the close flushes the rest
             return
         parts, size = self._gathered.take()
-        self._wait_for_room(size)
         self._submit(WriteJob(self._channel, parts, size, flush_after=flush))
         self._submitted += size
 
@@ -391,7 +396,7 @@ class BackgroundHddFile(io.IOBase):
 
         Room is left for one more batch to gather meanwhile, so what the object
         holds never passes the bound.  The queue's own threads never wait here:
-        the writes they would wait for may need them.
+        the writes they would wait for may need them.  Called without the lock.
         """
         channel = self._channel
         limit = self._max_pending - self._batch_size
@@ -400,10 +405,11 @@ class BackgroundHddFile(io.IOBase):
         if threading.current_thread() in self._queue._threads:
             return
         with channel.room:
+            # The IO side wakes the waiters once this much has settled: the
+            # least any of them needs.
+            wanted = self._submitted + min(size - limit, 0)
+            channel.room_wanted = min(channel.room_wanted, wanted) if channel.room_waiters else wanted
             channel.room_waiters += 1
-            # Only one thread waits here at a time (the caller holds the file's
-            # lock), so the IO side can wake it once, when this much has settled.
-            channel.room_wanted = self._submitted + min(size - limit, 0)
             try:
                 while channel.error is None:
                     in_flight = self._submitted - channel.settled
@@ -420,21 +426,27 @@ class BackgroundHddFile(io.IOBase):
         self._closed = True
         self._gathered.refused = True
         channel = self._channel
-        try:
-            if channel.error is None:
-                self._submit_parts()
-        except BaseException:
-            pass  # recorded on the channel; the close below must still be queued
-        finally:
-            if channel.error is not None:
-                self._gathered.drop()  # refused with the error: nothing more is written
+        if channel.error is None:
             try:
-                self._close_task = self._submit(ChannelCall(channel, channel.close, records_errors=True))
+                self._submit_parts()
             except QueueShutdown:
-                self._close_task = self._close_here()
+                pass  # now the file's error, raised by close()
+        if channel.error is not None:
+            self._gathered.drop()  # refused with the error: nothing more is written
+        closing = ChannelCall(channel, channel.close, records_errors=True)
+        try:
+            self._close_task = self._submit(closing, shutdown_is_an_error=False)
+        except QueueShutdown:
+            self._close_task = self._close_here()
 
     def _close_here(self) -> Task[Any]:
-        """The queue is gone: close the real file on this thread, as a finished task."""
+        """The queue is shut down: close the real file on this thread, as a finished task.
+
+        Its last queued op may still be running (shutdown(wait=False)): let it end first.
+        """
+        last = self._last_task
+        if last is not None and threading.current_thread() not in self._queue._threads:
+            last.wait()
         task: Task[Any] = Task()
         try:
             self._channel.real.close()
@@ -484,7 +496,15 @@ class BackgroundHddFile(io.IOBase):
         raise NotImplementedError
 
     def _hand_over_from_write(self) -> None:
-        """A write filled a batch: hand it to the queue (waiting for room, if need be)."""
+        """A write filled a batch: wait for room, then hand it to the queue.
+
+        The wait comes first and without the file's lock: a thread that holds
+        the lock never waits for the disk, so a background function writing to
+        the same file (holding the disk token) can always get it.  And what
+        is gathered stays gathered until it is handed over: an interrupted
+        wait loses nothing.
+        """
+        self._wait_for_room(self._gathered.size)
         with self._lock:
             if not self._gathered.refused:
                 self._submit_parts()
@@ -508,9 +528,18 @@ class BackgroundHddFile(io.IOBase):
     def _reopen_in_child(self) -> None:
         """Swap the real file object for a fresh one on a duplicate descriptor (see fork)."""
         mode, buffering, encoding, errors, newline, closefd = self._reopen_args
-        if not closefd:
-            return  # the descriptor is the caller's: it cannot be redirected from under them
         channel = self._channel
+        if not closefd:
+            # The descriptor is the caller's, so it stays where it is; instead the
+            # inherited object's raw file is closed (which leaves the descriptor
+            # open), so that whatever its buffer holds can never be flushed.
+            raw = _raw_of(channel.real)
+            if raw is None:
+                return  # unbuffered: it holds nothing
+            channel.real = open(self._fileno, mode, buffering, encoding, errors, newline, closefd=False)
+            raw.close()
+            channel.dirty = channel.mid_chunk = False
+            return
         duplicate = os.dup(self._fileno)
         try:
             fresh = open(duplicate, mode, buffering, encoding, errors, newline, closefd=True)
@@ -637,7 +666,7 @@ def _alive(owner: weakref.ref[BackgroundHddFile]) -> BackgroundHddFile:
 def _as_str(text: Any) -> str:
     if not isinstance(text, str):
         raise TypeError(f"write() argument must be str, not {type(text).__name__}")
-    return str(text)
+    return str.__str__(text)  # the characters themselves, whatever a subclass's __str__ says
 
 
 def _owned_bytes(data: Any) -> bytes:
@@ -657,9 +686,11 @@ def _owned_bytes(data: Any) -> bytes:
 # -- exit and fork ----------------------------------------------------------------------
 
 
-def _prepare_files_for_exit(final: bool) -> None:
-    """Hand every file's gathered writes to its queue; at the last moment, close them too."""
+def _prepare_files_for_stop(final: bool, queue: Optional[HddQueue]) -> None:
+    """Hand gathered writes to the queue that stops (None: all); at exit's last moment, close too."""
     for file in list(_live_files):
+        if queue is not None and file._queue is not queue:
+            continue
         channel = file._channel
         if final:
             channel.exiting = True
@@ -703,6 +734,12 @@ def _forget_parent_writes() -> None:
                 file._gathered.refused = True
 
 
+def _raw_of(real: Any) -> Any:
+    """The raw file under a buffered or text file object; None if *real* is raw itself."""
+    buffered = getattr(real, "buffer", real)
+    return getattr(buffered, "raw", None)
+
+
 def _point_at_devnull(fd: int) -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
@@ -711,6 +748,6 @@ def _point_at_devnull(fd: int) -> None:
         os.close(devnull)
 
 
-prepare_for_exit(_prepare_files_for_exit)
+prepare_before_stop(_prepare_files_for_stop)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_parent_writes)

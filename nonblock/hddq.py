@@ -72,7 +72,7 @@ __all__ = [
     "Task",
     "default_queue",
     "is_shutdown",
-    "prepare_for_exit",
+    "prepare_before_stop",
     "shutdown",
 ]
 
@@ -753,8 +753,11 @@ class HddQueue:
         completed and its callbacks have run, and the threads have exited.
         Called from one of this queue's own threads (a callback, say), it only
         starts the shutdown: waiting there would wait for itself.  Calling it
-        again is harmless.
+        again is harmless.  Writers that gather data on the caller's side hand
+        it over first (see :func:`prepare_before_stop`).
         """
+        if not self._shutdown_requested:
+            _run_stop_preparers(final=False, queue_=self)
         with self._lock:
             first_call = not self._shutdown_requested
             self._shutdown_requested = True
@@ -944,27 +947,30 @@ def is_shutdown() -> bool:
     return _default_queue is not None and _default_queue.is_shutdown()
 
 
-_exit_preparers: List[Callable[[bool], None]] = []
+_stop_preparers: List[Callable[[bool, Optional[HddQueue]], None]] = []
 
 
-def prepare_for_exit(preparer: Callable[[bool], None]) -> None:
-    """Have *preparer(final)* called at interpreter exit, before the queues drain.
+def prepare_before_stop(preparer: Callable[[bool, Optional[HddQueue]], None]) -> None:
+    """Have *preparer(final, queue)* called before a queue stops taking work.
 
-    A writer that holds data on the caller's side (a file object coalescing
-    small writes, say) hands it to its queue here.  It is called twice: with
-    ``final=False`` when threading's exit hooks run (other threads may still
-    write), and with ``final=True`` once they have been joined (the last chance:
-    close what is open).  An exception it raises is logged and the drain goes on.
+    A writer that holds data on the caller's side (a file object gathering
+    small writes, say) hands it to its queue here, so that "everything
+    accepted" includes it.  It is called by :meth:`HddQueue.shutdown` with
+    ``final=False`` and that queue, and twice at interpreter exit with
+    ``queue=None`` (every queue): with ``final=False`` when threading's exit
+    hooks run (other threads may still write), and with ``final=True`` once
+    they have been joined (the last chance: close what is open).  An
+    exception it raises is logged and the stop goes on.
     """
-    _exit_preparers.append(preparer)
+    _stop_preparers.append(preparer)
 
 
-def _run_exit_preparers(final: bool) -> None:
-    for preparer in list(_exit_preparers):
+def _run_stop_preparers(final: bool, queue_: Optional[HddQueue] = None) -> None:
+    for preparer in list(_stop_preparers):
         try:
-            preparer(final)
+            preparer(final, queue_)
         except BaseException:
-            logger.exception("preparing %r for exit failed", preparer)
+            logger.exception("preparing %r for a stop failed", preparer)
 
 
 def _wait_all_idle() -> None:
@@ -973,7 +979,7 @@ def _wait_all_idle() -> None:
     A callback may queue more (a write that continues a file, say), so one
     pass is not enough: go round until every queue is idle at once.
     """
-    _run_exit_preparers(final=False)
+    _run_stop_preparers(final=False)
     _wait_until_idle()
 
 
@@ -987,7 +993,7 @@ def _wait_until_idle() -> None:
 
 
 def _drain_all_at_exit() -> None:
-    _run_exit_preparers(final=True)
+    _run_stop_preparers(final=True)
     _wait_until_idle()
     for queue_ in list(_live_queues):
         queue_.shutdown(wait=True)

@@ -523,3 +523,63 @@ def test_writes_racing_a_close_from_another_thread_are_either_on_disk_or_refused
     for index in range(4):
         mine = [line for line in on_disk if line.startswith(b"%d:" % index)]
         assert mine == accepted[index], f"writer {index}: accepted writes missing or extra on disk"
+
+
+def test_a_background_function_writing_the_same_file_never_deadlocks_with_a_caller_waiting_for_room(tmp_path):
+    from nonblock import do_async
+
+    reader = FifoReader(tmp_path / "fifo", bite=16 * 1024)
+    file = BackgroundHddFile(tmp_path / "fifo", "wb", opener=nonblocking_opener, max_pending_bytes=256 * 1024)
+    reader.start()
+
+    def background_writer() -> None:  # runs on an IO thread, holding the disk token
+        for _ in range(100):
+            file.write(b"B" * 1000)
+
+    tasks = []
+    for index in range(3000):
+        file.write(b"M" * 1000)
+        if index % 500 == 0:
+            tasks.append(do_async(background_writer))
+    for task in tasks:
+        assert task.result(60) is None
+    file.close()
+    received = reader.finish()
+    assert file.wait(60)
+    assert received.count(b"M") == 3000 * 1000 and received.count(b"B") == 6 * 100 * 1000
+
+
+def test_shutdown_writes_what_an_open_file_had_gathered_and_close_then_closes_quietly(tmp_path):
+    from nonblock import HddQueue
+
+    queue = HddQueue("private")
+    text = BackgroundHddFile(tmp_path / "t", "w", queue=queue)
+    binary = BackgroundHddFile(tmp_path / "b", "ab", queue=queue)
+    text.write("gathered, not yet handed over\n")
+    binary.write(b"same here\n")
+    queue.shutdown()
+    assert (tmp_path / "t").read_text() == "gathered, not yet handed over\n"
+    text.close()
+    binary.close()
+    assert text.wait(60) and binary.wait(60)
+    assert text.exception is None and binary.exception is None
+    assert (tmp_path / "b").read_bytes() == b"same here\n"
+
+
+def test_a_str_subclass_is_written_as_its_characters_as_open_does(tmp_path):
+    import enum
+
+    class Colour(str, enum.Enum):
+        RED = "red"
+
+    class Shouting(str):
+        def __str__(self) -> str:
+            return self.upper()
+
+    for label, factory in (("open", open), ("background", BackgroundHddFile)):
+        with factory(tmp_path / label, "w") as file:
+            assert file.write(Colour.RED) == 3
+            assert file.write(Shouting("quiet")) == 5
+        if isinstance(file, BackgroundHddFile):
+            assert file.wait(60)
+    assert (tmp_path / "background").read_text() == (tmp_path / "open").read_text() == "redquiet"

@@ -173,3 +173,36 @@ def test_a_child_forked_in_the_middle_of_a_write_never_repeats_the_parents_bytes
     assert outcome["exactly_once"], f"the reader got {outcome['received']} bytes, not exactly the payload"
     assert (tmp_path / "fifo.child").read_text() == "None"  # the child's write was taken
     assert outcome["child_bytes"] == 1
+
+
+FORK_CLOSEFD_FALSE_SCRIPT = """
+    import json, os, sys, warnings
+    import nonblock
+    from nonblock import BackgroundHddFile
+
+    QUIET_FORK
+    path = sys.argv[1]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    file = BackgroundHddFile(fd, "ab", closefd=False)
+    file.write(b"parent\\n")
+    file.tell()  # written into the real file object's buffer, which append mode keeps
+    pid = os.fork()
+    if pid == 0:
+        file.write(b"child\\n")
+        file.close()
+        file.wait()
+        sys.exit(0)
+    _, status = os.waitpid(pid, 0)
+    file.close()
+    file.wait()
+    os.close(fd)
+    print(json.dumps({"nonblock_file": nonblock.__file__, "child_status": status}))
+""".replace("QUIET_FORK", QUIET_FORK)
+
+
+@needs_fork
+def test_a_child_never_repeats_the_parents_buffered_bytes_even_when_the_descriptor_is_the_callers(tmp_path):
+    path = tmp_path / "shared"
+    outcome = observations(run_python(FORK_CLOSEFD_FALSE_SCRIPT, path, cwd=tmp_path))
+    assert outcome["child_status"] == 0
+    assert sorted(path.read_bytes().splitlines(keepends=True)) == [b"child\n", b"parent\n"]
