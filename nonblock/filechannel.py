@@ -24,14 +24,15 @@ Three rules hold here:
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import threading
 import weakref
 from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
+from nonblock.background import FunctionJob
 from nonblock.hddq import PredecessorFailed, Step, Task
+from nonblock.streamjob import MAX_EMPTY_WRITES, fileno_or_none
 
 __all__ = ["ChannelCall", "FileChannel", "WriteJob"]
 
@@ -39,11 +40,6 @@ logger = logging.getLogger("nonblock")
 
 Piece = Union[str, bytes]
 Chunk = Union[str, bytes, memoryview]
-
-# A raw stream that takes nothing this many times in a row, without saying
-# EAGAIN, is broken; better an error than a spinning IO thread.
-_MAX_EMPTY_WRITES = 1000
-
 
 class FileChannel:
     """The real file object of one BackgroundHddFile, and what the IO threads know of it."""
@@ -143,7 +139,7 @@ class FileChannel:
             real.close()
 
 
-class ChannelCall:
+class ChannelCall(FunctionJob):
     """One call on the channel as a single op: a read, a seek, a sync, the close.
 
     With *records_errors* (sync and close), a failure is the file's error like
@@ -152,24 +148,17 @@ class ChannelCall:
 
     def __init__(self, channel: FileChannel, function: Callable[..., Any],
                  args: Sequence[Any] = (), *, records_errors: bool = False) -> None:
+        super().__init__(function, args, {})
         self.channel = channel
-        self.function = function
-        self.args = args
         self.records_errors = records_errors
-
-    def prepare(self) -> None:
-        pass
 
     def perform(self, task: Task[Any]) -> Step:
         try:
-            return Step.done(self.function(*self.args))
+            return super().perform(task)
         except BaseException as error:
             if self.records_errors:
                 self.channel.fail(error, 0)
             raise
-
-    def abandon(self, cause: BaseException) -> Optional[BaseException]:
-        return None
 
 
 class WriteJob:
@@ -235,7 +224,7 @@ class WriteJob:
         chunk = self._chunk
         if chunk is None:
             if self.flush_after and not self._flush(real):
-                return Step.wait_writable(_fileno(real))
+                return Step.wait_writable(fileno_or_none(real))
             return Step.done(self.settled)
         items, size = chunk
         if not self._flush_pending:
@@ -254,7 +243,7 @@ class WriteJob:
                     self._offset = 0
             channel.dirty = True
         if not channel.exact and not self._flush(real):
-            return Step.wait_writable(_fileno(real))
+            return Step.wait_writable(fileno_or_none(real))
         self._chunk = None
         self._item = 0
         self.settled += size
@@ -286,14 +275,14 @@ class WriteJob:
             except BlockingIOError as error:
                 self._offset += error.characters_written
                 self.channel.mid_chunk = True
-                return Step.wait_writable(_fileno(real))
+                return Step.wait_writable(fileno_or_none(real))
             if taken is None:  # a non-blocking raw stream with no room
                 self.channel.mid_chunk = True
-                return Step.wait_writable(_fileno(real))
+                return Step.wait_writable(fileno_or_none(real))
             if taken == 0:
                 self._empty_writes += 1
-                if self._empty_writes >= _MAX_EMPTY_WRITES:
-                    raise OSError(f"{real!r} accepted no data {_MAX_EMPTY_WRITES} times in a row")
+                if self._empty_writes >= MAX_EMPTY_WRITES:
+                    raise OSError(f"{real!r} accepted no data {MAX_EMPTY_WRITES} times in a row")
                 continue
             self._empty_writes = 0
             self._offset += taken
@@ -361,10 +350,3 @@ def _exact_chunks(pieces: List[Piece], chunk_size: int) -> Iterator[_Chunk]:
             group, group_size = [], 0
     if group:
         yield group, group_size
-
-
-def _fileno(stream: Any) -> Optional[int]:
-    try:
-        return int(stream.fileno())
-    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
-        return None

@@ -27,14 +27,14 @@ from typing import Any, Deque, Dict, Optional, Sequence, Tuple, Union
 
 from nonblock.hddq import PredecessorFailed, Step, Task
 
-__all__ = ["Block", "StreamWriteJob"]
+__all__ = ["MAX_EMPTY_WRITES", "Block", "StreamWriteJob", "fileno_or_none"]
 
 Block = Union[memoryview, str]
 """A piece of payload: a flat byte view (format 'B') or a str."""
 
 # A stream that accepts nothing this many times in a row, without saying EAGAIN,
 # is broken; better an error than a spinning IO thread.
-_MAX_EMPTY_WRITES = 1000
+MAX_EMPTY_WRITES = 1000
 
 # How far a throttled write may fall behind its schedule and still make it up.
 _MAX_CATCH_UP = 0.005
@@ -169,7 +169,7 @@ class StreamWriteJob:
             except BlockingIOError:
                 # The bytes sit in the stream's buffer; flush again when there is room.
                 self._chunk_io_time += time.perf_counter() - started
-                return Step.wait_writable(self._fileno())
+                return Step.wait_writable(fileno_or_none(self.stream))
             self._flush_pending = False
         self._recent_chunk_times.append(self._chunk_io_time + time.perf_counter() - started)
         self._chunk_done = 0
@@ -214,17 +214,11 @@ class StreamWriteJob:
             return Step.more()  # a short write: offer the rest straight away
         if not taken:
             self._empty_writes += 1
-            if self._empty_writes >= _MAX_EMPTY_WRITES:
+            if self._empty_writes >= MAX_EMPTY_WRITES:
                 raise OSError(
-                    f"{self.stream!r} accepted no data {_MAX_EMPTY_WRITES} times in a row"
+                    f"{self.stream!r} accepted no data {MAX_EMPTY_WRITES} times in a row"
                 )
-        return Step.wait_writable(self._fileno())
-
-    def _fileno(self) -> Optional[int]:
-        try:
-            return int(self.stream.fileno())
-        except (AttributeError, OSError, ValueError):
-            return None
+        return Step.wait_writable(fileno_or_none(self.stream))
 
     def _finish(self) -> Step:
         if self.fsync:
@@ -238,3 +232,11 @@ class StreamWriteJob:
             self.stream.close()
         except Exception:
             pass  # the failure that brought us here is the one to report
+
+
+def fileno_or_none(stream: Any) -> Optional[int]:
+    """The descriptor to poll for *stream*'s writability, or None if it has none."""
+    try:
+        return int(stream.fileno())
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return None
