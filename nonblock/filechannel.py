@@ -13,9 +13,11 @@ Three rules hold here:
   a sync or the close is kept in :attr:`FileChannel.error`; every write job
   that starts after it fails with :class:`~nonblock.hddq.PredecessorFailed`
   instead of writing, so the file never gets a hole.
-* **The buffers are empty between ops.**  Each chunk is flushed to the OS as
-  soon as it is written, so a fork (which waits for the op in progress) never
-  copies half-written data into the child.
+* **The channel knows when the real file may hold written bytes.**  Joined
+  writes are flushed chunk by chunk; exact ones (text, append) are flushed
+  only when the caller flushes, and a stream that said EAGAIN keeps what it
+  could not take.  ``dirty`` and ``mid_chunk`` say so, and a forked child
+  that inherits such a file gets a fresh real object (see hddfile.py).
 * **Every byte is settled.**  :attr:`FileChannel.settled` counts what left the
   caller's hands and reached its end, written or failed; the caller's bound on
   pending data waits on it.  Only jobs update it, holding the disk token, so
@@ -40,6 +42,7 @@ logger = logging.getLogger("nonblock")
 
 Piece = Union[str, bytes]
 Chunk = Union[str, bytes, memoryview]
+
 
 class FileChannel:
     """The real file object of one BackgroundHddFile, and what the IO threads know of it."""
