@@ -31,7 +31,6 @@ from __future__ import annotations
 import atexit
 import collections
 import concurrent.futures
-import enum
 import heapq
 import itertools
 import logging
@@ -42,25 +41,19 @@ import threading
 import time
 import weakref
 from typing import (
-    TYPE_CHECKING,
     Any,
     Callable,
     Deque,
     Dict,
-    Generator,
     Hashable,
     Iterable,
     List,
     Optional,
     Protocol,
     Tuple,
-    TypeVar,
 )
 
-if TYPE_CHECKING:
-    from concurrent.futures import Future as _FutureBase
-else:
-    _FutureBase = concurrent.futures.Future
+from nonblock.task import ExecutionState, Task
 
 __all__ = [
     "ExecutionState",
@@ -78,8 +71,6 @@ __all__ = [
 
 logger = logging.getLogger("nonblock")
 
-_T = TypeVar("_T")
-
 
 class QueueShutdown(RuntimeError):
     """Raised when work is submitted to a queue that has been shut down."""
@@ -90,172 +81,6 @@ class PredecessorFailed(RuntimeError):
 
     The predecessor's exception is this exception's ``__cause__``.
     """
-
-
-class ExecutionState(str, enum.Enum):
-    """The life cycle of a :class:`Task`, as thread_manager names it.
-
-    The members are strings, so ``task.execution_state == 'RUNNING'`` works.
-    """
-
-    CREATED = "CREATED"
-    RUNNING = "RUNNING"
-    RETURNED = "RETURNED"
-    EXCEPTION = "EXCEPTION"
-    FINISHING = "FINISHING"
-    CLOSED = "CLOSED"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-Callback = Callable[[Any], object]
-
-
-class _EarlyOutcome:
-    """The outcome of a task whose callbacks are running, visible to those callbacks.
-
-    The Future is completed only after on_success/on_fail/on_end have run, so a
-    callback that asks its own task for ``result()`` would wait for itself; this
-    lets the callback thread answer it instead.
-    """
-
-    __slots__ = ("thread", "result", "exception")
-
-    def __init__(self, result: Any, exception: Optional[BaseException]) -> None:
-        self.thread = threading.current_thread()
-        self.result = result
-        self.exception = exception
-
-
-class Task(_FutureBase[_T]):
-    """One unit of background work: a Future with thread_manager's task model.
-
-    Everything :class:`concurrent.futures.Future` offers works (``result()``,
-    ``exception()``, ``done()``, ``add_done_callback()``, ``futures.wait`` and
-    ``as_completed``), and a task can be awaited inside asyncio.
-
-    On top of that:
-
-    ``execution_state``
-        CREATED -> RUNNING -> RETURNED or EXCEPTION -> FINISHING -> CLOSED.
-    ``execution_state_queue``
-        A :class:`queue.Queue`, made on first access, that receives every later
-        change of ``execution_state``.
-    ``status``
-        Progress, set by the work itself (bytes written, for a write).
-    ``on_success(result)``, ``on_fail(exception)``, ``on_end(task)``
-        Run on the queue's callback thread, in that order, before the Future
-        completes: when ``result()`` returns, every callback has run.  A callback
-        that raises is logged to the ``nonblock`` logger and the others still run.
-    """
-
-    def __init__(
-        self,
-        *,
-        on_success: Optional[Callback] = None,
-        on_fail: Optional[Callback] = None,
-        on_end: Optional[Callback] = None,
-    ) -> None:
-        super().__init__()
-        self.on_success = on_success
-        self.on_fail = on_fail
-        self.on_end = on_end
-        self.status: Any = None
-        self._execution_state = ExecutionState.CREATED
-        self._state_queue: Optional[queue.Queue[ExecutionState]] = None
-        self._hook_lock = threading.Lock()
-        self._early: Optional[_EarlyOutcome] = None
-        # Engine bookkeeping, owned by the HddQueue the task is submitted to.
-        self._queue: Optional[HddQueue] = None
-        self._job: Optional[Job] = None
-        self._lane: Optional[Hashable] = None
-        self._gates = 0
-        self._abandon_cause: Optional[BaseException] = None
-        self._io_done = False
-        self._io_exception: Optional[BaseException] = None
-        self._io_hooks: Optional[List[Callable[[Task[Any]], None]]] = None
-
-    # -- thread_manager's model ------------------------------------------------
-
-    @property
-    def execution_state(self) -> ExecutionState:
-        """Where the task is in its life cycle (see :class:`ExecutionState`)."""
-        return self._execution_state
-
-    @property
-    def execution_state_queue(self) -> queue.Queue[ExecutionState]:
-        """A queue that receives every change of ``execution_state`` from now on."""
-        with self._hook_lock:
-            if self._state_queue is None:
-                self._state_queue = queue.Queue()
-            return self._state_queue
-
-    def _set_execution_state(self, state: ExecutionState) -> None:
-        with self._hook_lock:
-            self._execution_state = state
-            if self._state_queue is not None:
-                self._state_queue.put(state)
-
-    # -- waiting ----------------------------------------------------------------
-
-    def _refuse_waiting_on_own_thread(self) -> None:
-        # An op holds the disk token and the callback thread delivers in order:
-        # waiting there for an unfinished task of the same queue would wait forever.
-        queue_ = self._queue
-        if queue_ is not None and threading.current_thread() in queue_._threads and not self.done():
-            raise RuntimeError(
-                f"waiting for {self!r} from {threading.current_thread().name}, a thread of its own "
-                "queue, would deadlock; chain the work instead (after=, chainAfter=, a callback)"
-            )
-
-    def wait(self, timeout: Optional[float] = None) -> bool:
-        """Block until the task is done or *timeout* seconds pass; return ``done()``."""
-        self._refuse_waiting_on_own_thread()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._condition:
-            while not self.done():
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._condition.wait(remaining)
-        return True
-
-    def result(self, timeout: Optional[float] = None) -> _T:
-        early = self._early
-        if early is not None and early.thread is threading.current_thread():
-            if early.exception is not None:
-                raise early.exception
-            return early.result  # type: ignore[no-any-return]
-        self._refuse_waiting_on_own_thread()
-        return super().result(timeout)
-
-    def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
-        early = self._early
-        if early is not None and early.thread is threading.current_thread():
-            return early.exception
-        self._refuse_waiting_on_own_thread()
-        return super().exception(timeout)
-
-    def __await__(self) -> Generator[Any, None, _T]:
-        import asyncio
-
-        return asyncio.wrap_future(self).__await__()
-
-    # -- engine hooks -------------------------------------------------------------
-
-    def _when_io_done(self, hook: Callable[[Task[Any]], None]) -> None:
-        """Call *hook(self)* once this task's IO has ended (at once if it has)."""
-        with self._hook_lock:
-            if not self._io_done:
-                if self._io_hooks is None:
-                    self._io_hooks = []
-                self._io_hooks.append(hook)
-                return
-        hook(self)
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} at {id(self):#x} {self._execution_state.value}>"
 
 
 class Step:
@@ -591,11 +416,9 @@ class HddQueue:
         """Run the task's next op; False if the disk was taken and the task was put back."""
         job = task._job
         assert job is not None
-        if task._execution_state is ExecutionState.CREATED:
-            if not task.set_running_or_notify_cancel():
-                self._abandon_cancelled(task, job)
-                return True
-            task._set_execution_state(ExecutionState.RUNNING)
+        if task._execution_state is ExecutionState.CREATED and not task._start():
+            self._abandon_cancelled(task, job)
+            return True
         try:
             if task._abandon_cause is not None:
                 if not self._disk_token.acquire(False):
@@ -679,18 +502,11 @@ class HddQueue:
         write, the biggest cost of a small write) is saved.  Any other task is
         handed to the callback thread.
         """
-        with task._hook_lock:
-            task._io_done = True
-            task._io_exception = error
-            hooks, task._io_hooks = task._io_hooks, None
+        hooks = task._mark_io_done(error)
         # Reading _undelivered without the lock is enough to keep order: a
         # predecessor handed to the callback thread counted itself there before
         # this task could even start.
-        completed = (
-            self._undelivered == 0
-            and task.on_success is None and task.on_fail is None and task.on_end is None
-            and _complete_without_callbacks(task, result, error)
-        )
+        completed = self._undelivered == 0 and task._complete_quietly(result, error)
         with self._lock:
             self._io_pending -= 1
             lane = task._lane
@@ -734,7 +550,7 @@ class HddQueue:
                 continue
             task, result, error = item
             try:
-                _deliver(task, result, error)
+                task._deliver(result, error)
             except BaseException:
                 logger.exception("delivering %r failed", task)
             finally:
@@ -814,8 +630,7 @@ class HddQueue:
                 except OSError:
                     pass
         for task in abandoned:
-            task._condition = threading.Condition()
-            task._hook_lock = threading.Lock()
+            task._forget_threads_after_fork()
             failure = RuntimeError("this task belongs to the parent process, which runs it")
             if not task._io_done:
                 # Release whatever the child chains after it: they fail at once.
@@ -830,79 +645,6 @@ class HddQueue:
 
     def __repr__(self) -> str:
         return f"<HddQueue {self.name!r} pending={len(self._accepted)}>"
-
-
-def _deliver(task: Task[Any], result: Any, error: Optional[BaseException]) -> None:
-    """On the callback thread: run the task's callbacks, then complete its Future."""
-    if task.on_success is None and task.on_fail is None and task.on_end is None:
-        _close_states(task, error)
-        _complete_future(task, result, error)
-        return
-    task._early = _EarlyOutcome(result, error)
-    try:
-        if error is None:
-            task._set_execution_state(ExecutionState.RETURNED)
-            _run_callback(task.on_success, result, "on_success", task)
-        else:
-            task._set_execution_state(ExecutionState.EXCEPTION)
-            _run_callback(task.on_fail, error, "on_fail", task)
-        task._set_execution_state(ExecutionState.FINISHING)
-        _run_callback(task.on_end, task, "on_end", task)
-        task._set_execution_state(ExecutionState.CLOSED)
-    finally:
-        task._early = None
-    _complete_future(task, result, error)
-
-
-def _complete_without_callbacks(task: Task[Any], result: Any, error: Optional[BaseException]) -> bool:
-    """Complete *task* on this thread if nothing would run; return whether it did.
-
-    Holding the Future's condition (re-entrant) across the check and the
-    completion keeps add_done_callback() out until it is done; one added later
-    runs in the adding thread, as Future promises.
-    """
-    with task._condition:
-        if task._done_callbacks:  # type: ignore[attr-defined]
-            return False
-        _close_states(task, error)
-        _complete_future(task, result, error)
-    return True
-
-
-def _close_states(task: Task[Any], error: Optional[BaseException]) -> None:
-    """Walk a task with no callbacks to CLOSED; only a watcher can see the steps."""
-    with task._hook_lock:
-        watched = task._state_queue is not None
-        if not watched:
-            task._execution_state = ExecutionState.CLOSED
-    if watched:
-        for state in _FINAL_STATES[error is None]:
-            task._set_execution_state(state)
-
-
-_FINAL_STATES = {
-    True: (ExecutionState.RETURNED, ExecutionState.FINISHING, ExecutionState.CLOSED),
-    False: (ExecutionState.EXCEPTION, ExecutionState.FINISHING, ExecutionState.CLOSED),
-}
-
-
-def _complete_future(task: Task[Any], result: Any, error: Optional[BaseException]) -> None:
-    try:
-        if error is None:
-            task.set_result(result)
-        else:
-            task.set_exception(error)
-    except concurrent.futures.InvalidStateError:
-        pass  # cancelled while it waited: the Future is complete already
-
-
-def _run_callback(callback: Optional[Callback], argument: Any, role: str, task: Task[Any]) -> None:
-    if callback is None:
-        return
-    try:
-        callback(argument)
-    except BaseException:  # even sys.exit() in a callback must not kill the callback thread
-        logger.exception("%s callback %r of %r raised", role, callback, task)
 
 
 def _make_wake_pipe() -> Tuple[int, int]:

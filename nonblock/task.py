@@ -1,0 +1,369 @@
+"""The Task: a concurrent.futures.Future that also carries thread_manager's task model.
+
+A task is made for every write, so what it costs to make and to complete is
+most of what a small write costs.  A plain Future builds a
+``threading.Condition`` up front (several allocations and a few microseconds)
+that almost nobody waits on.  A Task builds only a plain lock; the Condition,
+around that same lock, is made the first time anything asks for it: a waiter
+that finds the task unfinished, ``add_done_callback``, ``futures.wait``.
+Completing a task nobody waits on never builds one.
+
+Why that is safe: every change of the Future's state happens holding the lock,
+and a waiter builds the Condition *before* it takes the lock to look at the
+state.  So a completion that finds no Condition while holding the lock knows
+that any later waiter will see the finished state under that lock, and one
+that finds a Condition notifies it as Future does.
+
+The engine (:mod:`nonblock.hddq`) keeps its own bookkeeping on the task; this
+module knows nothing of queues except that a waiting thread must not be one of
+the queue's own (it would wait for itself).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import enum
+import logging
+import queue
+import threading
+import time
+from concurrent.futures._base import (  # the state names Future itself uses
+    CANCELLED,
+    CANCELLED_AND_NOTIFIED,
+    FINISHED,
+    PENDING,
+    RUNNING,
+)
+from typing import TYPE_CHECKING, Any, Callable, Generator, List, Optional, TypeVar
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future as _FutureBase
+else:
+    _FutureBase = concurrent.futures.Future
+
+__all__ = ["ExecutionState", "Task"]
+
+logger = logging.getLogger("nonblock")
+
+_T = TypeVar("_T")
+
+Callback = Callable[[Any], object]
+
+_DONE_STATES = (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED)
+
+
+class ExecutionState(str, enum.Enum):
+    """The life cycle of a :class:`Task`, as thread_manager names it.
+
+    The members are strings, so ``task.execution_state == 'RUNNING'`` works.
+    """
+
+    CREATED = "CREATED"
+    RUNNING = "RUNNING"
+    RETURNED = "RETURNED"
+    EXCEPTION = "EXCEPTION"
+    FINISHING = "FINISHING"
+    CLOSED = "CLOSED"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class _EarlyOutcome:
+    """The outcome of a task whose callbacks are running, visible to those callbacks.
+
+    The Future is completed only after on_success/on_fail/on_end have run, so a
+    callback that asks its own task for ``result()`` would wait for itself; this
+    lets the callback thread answer it instead.
+    """
+
+    __slots__ = ("thread", "result", "exception")
+
+    def __init__(self, result: Any, exception: Optional[BaseException]) -> None:
+        self.thread = threading.current_thread()
+        self.result = result
+        self.exception = exception
+
+
+class _ConditionOnDemand:
+    """``task._condition``: built around ``task._state_lock`` when first asked for.
+
+    A non-data descriptor: once built, the Condition sits in the instance's
+    ``__dict__`` and is found there directly.  ``setdefault`` is atomic, so two
+    threads asking at once get the same one.
+    """
+
+    def __get__(self, task: Optional[Task[Any]], owner: Any = None) -> Any:
+        if task is None:
+            return self
+        return task.__dict__.setdefault("_condition", threading.Condition(task._state_lock))
+
+
+class Task(_FutureBase[_T]):
+    """One unit of background work: a Future with thread_manager's task model.
+
+    Everything :class:`concurrent.futures.Future` offers works (``result()``,
+    ``exception()``, ``done()``, ``add_done_callback()``, ``futures.wait`` and
+    ``as_completed``), and a task can be awaited inside asyncio.
+
+    On top of that:
+
+    ``execution_state``
+        CREATED -> RUNNING -> RETURNED or EXCEPTION -> FINISHING -> CLOSED.
+    ``execution_state_queue``
+        A :class:`queue.Queue`, made on first access, that receives every later
+        change of ``execution_state``.
+    ``status``
+        Progress, set by the work itself (bytes written, for a write).
+    ``on_success(result)``, ``on_fail(exception)``, ``on_end(task)``
+        Run on the queue's callback thread, in that order, before the Future
+        completes: when ``result()`` returns, every callback has run.  A callback
+        that raises is logged to the ``nonblock`` logger and the others still run.
+    """
+
+    _condition = _ConditionOnDemand()
+
+    # Defaults read from the class until a task sets its own: fewer stores per task.
+    on_success: Optional[Callback] = None
+    on_fail: Optional[Callback] = None
+    on_end: Optional[Callback] = None
+    status: Any = None
+    _state_queue: Optional[queue.Queue[ExecutionState]] = None
+    _early: Optional[_EarlyOutcome] = None
+    _io_done = False
+    _io_exception: Optional[BaseException] = None
+    _io_hooks: Optional[List[Callable[[Task[Any]], None]]] = None
+    # The engine's bookkeeping (see nonblock.hddq), owned by the queue the task is submitted to.
+    _queue: Any = None
+    _job: Any = None
+    _lane: Any = None
+    _gates = 0
+    _abandon_cause: Optional[BaseException] = None
+
+    def __init__(
+        self,
+        *,
+        on_success: Optional[Callback] = None,
+        on_fail: Optional[Callback] = None,
+        on_end: Optional[Callback] = None,
+    ) -> None:
+        # Future.__init__ is not called: it would build the Condition now.  These
+        # are the fields it sets, but for that one (tests/test_task.py checks).
+        self._state_lock = threading.Lock()
+        self._state = PENDING
+        self._result: Optional[_T] = None
+        self._exception = None
+        self._waiters = []
+        self._done_callbacks: List[Callable[[Any], object]] = []
+        self._execution_state = ExecutionState.CREATED
+        if on_success is not None:
+            self.on_success = on_success
+        if on_fail is not None:
+            self.on_fail = on_fail
+        if on_end is not None:
+            self.on_end = on_end
+
+    # -- thread_manager's model ------------------------------------------------
+
+    @property
+    def execution_state(self) -> ExecutionState:
+        """Where the task is in its life cycle (see :class:`ExecutionState`)."""
+        return self._execution_state
+
+    @property
+    def execution_state_queue(self) -> queue.Queue[ExecutionState]:
+        """A queue that receives every change of ``execution_state`` from now on."""
+        with self._state_lock:
+            if self._state_queue is None:
+                self._state_queue = queue.Queue()
+            return self._state_queue
+
+    def _set_execution_state(self, state: ExecutionState) -> None:
+        with self._state_lock:
+            self._execution_state = state
+            if self._state_queue is not None:
+                self._state_queue.put(state)
+
+    # -- Future, without building a Condition nobody waits on ---------------------
+
+    def done(self) -> bool:
+        # One read, no lock: a task never leaves a done state.
+        return self._state in _DONE_STATES
+
+    def set_running_or_notify_cancel(self) -> bool:
+        with self._state_lock:
+            if self._state == PENDING:
+                self._state = RUNNING
+                return True
+            if self._state == CANCELLED_AND_NOTIFIED:
+                return False  # asked again (the engine may ask twice): still cancelled
+        return super().set_running_or_notify_cancel()  # cancelled, or a misuse: Future's way
+
+    def set_result(self, result: _T) -> None:
+        if not self._finish(result, None):
+            super().set_result(result)  # raises InvalidStateError, as Future does
+
+    def set_exception(self, exception: Optional[BaseException]) -> None:
+        if not self._finish(None, exception):
+            super().set_exception(exception)
+
+    def _finish(self, result: Any, error: Optional[BaseException], *, quietly: bool = False) -> bool:
+        """Complete the Future; False (and nothing done) if it is done already.
+
+        With *quietly*, complete it only if that runs no code of anybody's (no
+        done-callbacks, nobody watching ``execution_state_queue``), and then
+        also move ``execution_state`` straight to CLOSED; False otherwise.
+        """
+        with self._state_lock:
+            if self._state in _DONE_STATES:
+                return False
+            if quietly:
+                if self._done_callbacks or self._state_queue is not None:
+                    return False
+                self._execution_state = ExecutionState.CLOSED
+            self._result = result
+            self._exception = error
+            self._state = FINISHED
+            condition = self.__dict__.get("_condition")
+            if condition is not None:
+                for waiter in self._waiters:
+                    if error is None:
+                        waiter.add_result(self)
+                    else:
+                        waiter.add_exception(self)
+                condition.notify_all()
+        if self._done_callbacks:
+            self._invoke_callbacks()  # type: ignore[attr-defined]
+        return True
+
+    # -- waiting ----------------------------------------------------------------
+
+    def _refuse_waiting_on_own_thread(self) -> None:
+        # An op holds the disk token and the callback thread delivers in order:
+        # waiting there for an unfinished task of the same queue would wait forever.
+        queue_ = self._queue
+        if queue_ is not None and threading.current_thread() in queue_._threads and not self.done():
+            raise RuntimeError(
+                f"waiting for {self!r} from {threading.current_thread().name}, a thread of its own "
+                "queue, would deadlock; chain the work instead (after=, chainAfter=, a callback)"
+            )
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Block until the task is done or *timeout* seconds pass; return ``done()``."""
+        if self._state in _DONE_STATES:
+            return True
+        self._refuse_waiting_on_own_thread()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        condition = self._condition
+        with condition:
+            while self._state not in _DONE_STATES:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                condition.wait(remaining)
+        return True
+
+    def result(self, timeout: Optional[float] = None) -> _T:
+        if self._state == FINISHED:
+            error = self._exception
+            if error is None:
+                return self._result  # type: ignore[return-value]
+            try:
+                raise error
+            finally:
+                del error  # no reference cycle through this frame
+        early = self._early
+        if early is not None and early.thread is threading.current_thread():
+            if early.exception is not None:
+                raise early.exception
+            return early.result  # type: ignore[no-any-return]
+        self._refuse_waiting_on_own_thread()
+        return super().result(timeout)
+
+    def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
+        if self._state == FINISHED:
+            return self._exception
+        early = self._early
+        if early is not None and early.thread is threading.current_thread():
+            return early.exception
+        self._refuse_waiting_on_own_thread()
+        return super().exception(timeout)
+
+    def __await__(self) -> Generator[Any, None, _T]:
+        import asyncio
+
+        return asyncio.wrap_future(self).__await__()
+
+    # -- delivery (called by the engine) -------------------------------------------
+
+    def _start(self) -> bool:
+        """Mark the task RUNNING (both models); False if it was cancelled before it ran."""
+        if not self.set_running_or_notify_cancel():
+            return False
+        self._set_execution_state(ExecutionState.RUNNING)
+        return True
+
+    def _complete_quietly(self, result: Any, error: Optional[BaseException]) -> bool:
+        """Complete the task here and now if that runs nobody's code; return whether it did.
+
+        For the engine's IO threads, which must never run user code: a task with
+        no callbacks of either kind and no watcher of its states is completed on
+        the spot (CLOSED, then the Future done); any other goes to :meth:`_deliver`
+        on the callback thread.
+        """
+        if self.on_success is not None or self.on_fail is not None or self.on_end is not None:
+            return False
+        return self._finish(result, error, quietly=True)
+
+    def _deliver(self, result: Any, error: Optional[BaseException]) -> None:
+        """On the callback thread: walk the states running the callbacks, then complete."""
+        self._early = _EarlyOutcome(result, error)
+        try:
+            if error is None:
+                self._set_execution_state(ExecutionState.RETURNED)
+                _run_callback(self.on_success, result, "on_success", self)
+            else:
+                self._set_execution_state(ExecutionState.EXCEPTION)
+                _run_callback(self.on_fail, error, "on_fail", self)
+            self._set_execution_state(ExecutionState.FINISHING)
+            _run_callback(self.on_end, self, "on_end", self)
+            self._set_execution_state(ExecutionState.CLOSED)
+        finally:
+            self._early = None
+        self._finish(result, error)  # cancelled while it waited: the Future is done already
+
+    def _mark_io_done(self, error: Optional[BaseException]) -> List[Callable[[Task[Any]], None]]:
+        """Record that the task's IO has ended; return the hooks now due."""
+        with self._state_lock:
+            self._io_done = True
+            self._io_exception = error
+            hooks, self._io_hooks = self._io_hooks, None
+        return hooks or []
+
+    def _when_io_done(self, hook: Callable[[Task[Any]], None]) -> None:
+        """Call *hook(self)* once this task's IO has ended (at once if it has)."""
+        with self._state_lock:
+            if not self._io_done:
+                if self._io_hooks is None:
+                    self._io_hooks = []
+                self._io_hooks.append(hook)
+                return
+        hook(self)
+
+    def _forget_threads_after_fork(self) -> None:
+        """In a forked child: fresh locks (the parent's may have been held mid-fork)."""
+        self._state_lock = threading.Lock()
+        self.__dict__.pop("_condition", None)
+        self._waiters = []
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} at {id(self):#x} {self._execution_state.value}>"
+
+
+def _run_callback(callback: Optional[Callback], argument: Any, role: str, task: Task[Any]) -> None:
+    if callback is None:
+        return
+    try:
+        callback(argument)
+    except BaseException:  # even sys.exit() in a callback must not kill the callback thread
+        logger.exception("%s callback %r of %r raised", role, callback, task)
