@@ -165,6 +165,14 @@ class Job(Protocol):
     job when a task it was chained after failed: it cleans up (closing a stream
     it owns, say) and returns the exception to record, or None for the default
     :class:`PredecessorFailed`.
+
+    A job may also offer ``take_along(task) -> bool``: before an op, the queue
+    offers it the tasks waiting next in its lane, one by one, while it says yes.
+    A task it takes is *carried*: it leaves the lane, is marked running, and its
+    work is done by this job's ops.  When this job's task ends, the queue asks
+    ``rider_outcomes(error)`` (*error* is this task's, or None) for each
+    carried task's ``(result, error)``, in order, and ends them right after it.
+    That is how many small writes to one stream become one op.
     """
 
     def prepare(self) -> None: ...
@@ -432,6 +440,8 @@ class HddQueue:
                     failure.__cause__ = task._abandon_cause
                 self._io_finished(task, None, failure)
                 return True
+            if task._lane is not None and self._lanes.get(task._lane):
+                self._offer_riders(task, job)
             job.prepare()
             if not self._disk_token.acquire(False):
                 return self._put_back(task)
@@ -447,6 +457,31 @@ class HddQueue:
             return True
         self._after_op(task, step)
         return True
+
+    def _offer_riders(self, task: Task[Any], job: Job) -> None:
+        """Offer the tasks waiting next in *task*'s lane to its job (see :class:`Job`)."""
+        take_along = getattr(job, "take_along", None)
+        if take_along is None:
+            return
+        with self._lock:
+            waiting = self._lanes.get(task._lane)
+            while waiting:
+                successor = waiting[0]
+                # Only a task held by nothing but its place in the lane, and not
+                # cancelled: once started, cancel() can no longer take it back.
+                if successor._gates != 1 or successor._abandon_cause is not None:
+                    return
+                if successor._execution_state is ExecutionState.CREATED and not successor._start():
+                    return  # cancelled: it ends in its own turn
+                if not take_along(successor):
+                    return  # it stays next in the lane (already marked running)
+                waiting.popleft()
+                successor._gates = 0
+                successor._lane = None  # its place in the lane is its carrier's
+                if task._riders is None:
+                    task._riders = [successor]
+                else:
+                    task._riders.append(successor)
 
     def _abandon_cancelled(self, task: Task[Any], job: Job) -> None:
         """A task cancelled before it ran: let its job clean up (close a stream it owns)."""
@@ -500,15 +535,32 @@ class HddQueue:
         nothing queued, is completed right here: no user code runs, completions
         stay in order, and the hop to the callback thread (a thread switch per
         write, the biggest cost of a small write) is saved.  Any other task is
-        handed to the callback thread.
+        handed to the callback thread.  Tasks the task's job carried end right
+        after it, in order, before its lane moves on.
         """
-        hooks = task._mark_io_done(error)
+        ending = [(task, result, error)]
+        riders = task._riders
+        if riders:
+            task._riders = None
+            outcomes = task._job.rider_outcomes(error)
+            ending.extend((rider, *outcome) for rider, outcome in zip(riders, outcomes))
         # Reading _undelivered without the lock is enough to keep order: a
         # predecessor handed to the callback thread counted itself there before
-        # this task could even start.
-        completed = self._undelivered == 0 and task._complete_quietly(result, error)
+        # this task could even start.  Once one of these is handed over, the
+        # rest follow it there.
+        handing_over = self._undelivered != 0
+        completed: List[Task[Any]] = []
+        handed_over: List[Tuple[Task[Any], Any, Optional[BaseException]]] = []
+        hooks: List[Tuple[Callable[[Task[Any]], None], Task[Any]]] = []
+        for member, member_result, member_error in ending:
+            hooks.extend((hook, member) for hook in member._mark_io_done(member_error))
+            if not handing_over and member._complete_quietly(member_result, member_error):
+                completed.append(member)
+            else:
+                handing_over = True
+                handed_over.append((member, member_result, member_error))
         with self._lock:
-            self._io_pending -= 1
+            self._io_pending -= len(ending)
             lane = task._lane
             if lane is not None:
                 waiting = self._lanes[lane]
@@ -524,18 +576,17 @@ class HddQueue:
                 if self._poller_active:
                     self._wake_poller()
             if completed:
-                self._accepted.discard(task)
+                for member in completed:
+                    self._accepted.discard(member)
                 if not self._accepted:
                     self._drained.notify_all()
                     if self._shutdown_requested:
                         self._completions.put(_STOP)  # the callback thread may be waiting to stop
-            else:
-                self._undelivered += 1
-        if not completed:
-            self._completions.put((task, result, error))
-        if hooks:
-            for hook in hooks:
-                hook(task)
+            self._undelivered += len(handed_over)
+        for item in handed_over:
+            self._completions.put(item)
+        for hook, member in hooks:
+            hook(member)
 
     def _callback_worker(self) -> None:
         stop_requested = False

@@ -139,6 +139,7 @@ class Task(_FutureBase[_T]):
     _lane: Any = None
     _gates = 0
     _abandon_cause: Optional[BaseException] = None
+    _riders: Optional[List[Task[Any]]] = None  # tasks whose work this task's op carries
 
     def __init__(
         self,
@@ -298,6 +299,13 @@ class Task(_FutureBase[_T]):
 
     def _start(self) -> bool:
         """Mark the task RUNNING (both models); False if it was cancelled before it ran."""
+        with self._state_lock:
+            if self._state == PENDING:
+                self._state = RUNNING
+                self._execution_state = ExecutionState.RUNNING
+                if self._state_queue is not None:
+                    self._state_queue.put(ExecutionState.RUNNING)
+                return True
         if not self.set_running_or_notify_cancel():
             return False
         self._set_execution_state(ExecutionState.RUNNING)

@@ -1,0 +1,168 @@
+"""Small writes queued on one stream ride together in one op: one write() call, one flush.
+
+Each test holds the stream's lane with a gate (a job on the same lane that
+waits for an event), queues writes behind it, then opens the gate: whatever
+the timing, the writes are all waiting when the first of them gets its turn.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from typing import Any, Iterator, List, Tuple
+
+import pytest
+from _jobs import CallJob
+from _streams import ShortWriteFile
+
+from nonblock import BackgroundIOPriority, HddQueue, bgwrite, bgwrite_chunk
+
+# One chunk of 64 KiB per op, no throttling.
+SMALL_CHUNKS = BackgroundIOPriority(0, 65536, 100)
+
+
+def pattern(size: int, seed: int) -> bytes:
+    return bytes((i * 7 + seed) % 251 for i in range(size))
+
+
+@pytest.fixture
+def hq() -> Iterator[HddQueue]:
+    queue = HddQueue(name="batchq")
+    yield queue
+    queue.shutdown(wait=True)
+
+
+def hold_lane(queue: HddQueue, stream: Any) -> threading.Event:
+    """Occupy *stream*'s lane until the returned event is set."""
+    gate = threading.Event()
+    queue.submit_job(CallJob(lambda: gate.wait(60)), lane=stream)
+    return gate
+
+
+def counting_file(tmp_path: Any, name: str) -> Tuple[Any, ShortWriteFile]:
+    raw = ShortWriteFile(str(tmp_path / name), limit=1 << 30)  # takes everything, counts calls
+    return tmp_path / name, raw
+
+
+def test_small_writes_waiting_on_one_stream_go_down_in_one_write_call(hq, tmp_path):
+    path, stream = counting_file(tmp_path, "batched")
+    gate = hold_lane(hq, stream)
+    payloads = [pattern(100 + 37 * i, seed=i) for i in range(50)]
+    writes = [bgwrite(stream, data, ioPrio=SMALL_CHUNKS, queue=hq) for data in payloads]
+    gate.set()
+    assert [write.result(timeout=60) for write in writes] == [len(data) for data in payloads]
+    assert [write.bytes_written for write in writes] == [len(data) for data in payloads]
+    assert [write.status for write in writes] == [len(data) for data in payloads]
+    assert stream.calls == 1
+    stream.close()
+    assert path.read_bytes() == b"".join(payloads)
+
+
+def test_a_batch_never_grows_past_one_chunk(hq, tmp_path):
+    path, stream = counting_file(tmp_path, "chunked")
+    gate = hold_lane(hq, stream)
+    payloads = [pattern(3000, seed=i) for i in range(50)]  # 21 of them fill a 64 KiB chunk
+    writes = [bgwrite(stream, data, ioPrio=SMALL_CHUNKS, queue=hq) for data in payloads]
+    gate.set()
+    for write in writes:
+        write.result(timeout=60)
+    assert stream.calls == 3
+    stream.close()
+    assert path.read_bytes() == b"".join(payloads)
+
+
+def test_a_failed_batch_fails_every_write_it_carried(hq):
+    full = open("/dev/full", "wb")
+    gate = hold_lane(hq, full)
+    writes = [bgwrite(full, b"x" * 100, queue=hq) for _ in range(20)]
+    gate.set()
+    errors = [write.exception(timeout=60) for write in writes]
+    assert all(isinstance(error, OSError) and error.errno == 28 for error in errors)
+    assert all(write.finished for write in writes)
+    try:
+        full.close()
+    except OSError:
+        pass  # its buffer still holds bytes /dev/full refuses
+
+
+def test_a_cancelled_write_is_left_out_of_the_batch(hq, tmp_path):
+    path, stream = counting_file(tmp_path, "cancelled")
+    gate = hold_lane(hq, stream)
+    first, second, third = (bgwrite(stream, data, queue=hq) for data in (b"one ", b"two ", b"three"))
+    assert second.cancel()
+    gate.set()
+    assert first.result(timeout=60) == 4 and third.result(timeout=60) == 5
+    assert second.cancelled()
+    stream.close()
+    assert path.read_bytes() == b"one three"
+
+
+def test_a_carried_write_runs_its_callbacks_and_releases_its_chain(hq, tmp_path):
+    path, stream = counting_file(tmp_path, "carried")
+    gate = hold_lane(hq, stream)
+    seen: List[Any] = []
+    bgwrite(stream, b"head ", queue=hq)
+    carried = bgwrite(stream, b"carried", queue=hq, on_success=seen.append,
+                      on_end=lambda task: seen.append(task.execution_state))
+    with open(tmp_path / "chained", "wb") as other:
+        chained = bgwrite(other, b"after", chainAfter=carried, queue=hq)
+        gate.set()
+        assert chained.result(timeout=60) == 5
+    assert carried.result(timeout=60) == 7
+    assert seen == [7, "FINISHING"]
+    assert stream.calls == 1
+    stream.close()
+    assert path.read_bytes() == b"head carried"
+    assert (tmp_path / "chained").read_bytes() == b"after"
+
+
+def test_text_writes_ride_together_and_count_characters(hq, tmp_path):
+    with open(tmp_path / "text", "w", encoding="utf-8") as stream:
+        gate = hold_lane(hq, stream)
+        lines = [f"línea {i} ✓\n" for i in range(30)]
+        writes = [bgwrite(stream, line, queue=hq) for line in lines]
+        gate.set()
+        assert [write.result(timeout=60) for write in writes] == [len(line) for line in lines]
+    assert (tmp_path / "text").read_text(encoding="utf-8") == "".join(lines)
+
+
+def test_writes_that_close_fsync_or_keep_their_own_chunks_are_not_carried(hq, tmp_path):
+    path, stream = counting_file(tmp_path, "apart")
+    gate = hold_lane(hq, stream)
+    writes = [
+        bgwrite(stream, b"a", queue=hq),
+        bgwrite(stream, b"b", queue=hq),  # rides with a
+        bgwrite(stream, [b"c", b"d"], queue=hq),  # a list keeps its own chunks: c, d
+        bgwrite(stream, b"e", queue=hq, fsync=True),
+        bgwrite_chunk(stream, b"fgh", 1, queue=hq),  # one byte a chunk: f, g, h
+        bgwrite(stream, b"i", queue=hq, closeWhenFinished=True),
+    ]
+    gate.set()
+    assert [write.result(timeout=60) for write in writes] == [1, 1, 2, 1, 3, 1]
+    assert stream.closed
+    assert path.read_bytes() == b"abcdefghi"
+    assert stream.calls == 8  # ab, c, d, e, f, g, h, i
+
+
+def test_a_write_queued_while_the_batch_is_written_goes_in_the_next_op(hq, tmp_path):
+    # A stream whose first write() waits: writes queued meanwhile cannot join the
+    # chunk already being written, and still land after it.
+    path = tmp_path / "later"
+    in_write = threading.Event()
+    release = threading.Event()
+
+    class SlowFirstWrite(io.FileIO):
+        def write(self, data: Any) -> int:
+            if not in_write.is_set():
+                in_write.set()
+                assert release.wait(60)
+            return super().write(data)
+
+    stream = SlowFirstWrite(str(path), "w")
+    first = bgwrite(stream, b"first ", queue=hq)
+    assert in_write.wait(60)
+    later = bgwrite(stream, b"later", queue=hq)
+    release.set()
+    assert first.result(timeout=60) == 6 and later.result(timeout=60) == 5
+    stream.close()
+    assert path.read_bytes() == b"first later"
