@@ -22,7 +22,7 @@ from __future__ import annotations
 import collections
 import io
 import os
-from typing import Any, Deque, Dict, List, Optional, Sequence, Union
+from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple, Union
 
 from nonblock import _checks
 from nonblock.hddq import HddQueue, Task, default_queue
@@ -70,6 +70,13 @@ class BackgroundWriteProcess(Task[int]):
     :class:`concurrent.futures.Future` offers.
     """
 
+    # Defaults read from the class until set: one write makes one of these, so
+    # every store saved counts.
+    closeWhenFinished = False
+    chainAfter: Optional[BackgroundWriteProcess] = None
+    _target_queue: Optional[HddQueue] = None
+    _started = False
+
     def __init__(
         self,
         fileObj: Any,
@@ -103,8 +110,10 @@ class BackgroundWriteProcess(Task[int]):
             _checks.optional_callables(on_success=on_success, on_fail=on_fail, on_end=on_end)
         super().__init__(on_success=on_success, on_fail=on_fail, on_end=on_end)
         self.fileObj = fileObj
-        self.closeWhenFinished = bool(closeWhenFinished)
-        self.chainAfter = chainAfter
+        if closeWhenFinished:
+            self.closeWhenFinished = True
+        if chainAfter is not None:
+            self.chainAfter = chainAfter
         self.ioPrio = profile
         if chunkSize is None and not is_list:
             chunkSize = profile.defaultChunkSize
@@ -117,15 +126,16 @@ class BackgroundWriteProcess(Task[int]):
             close_when_finished=self.closeWhenFinished,
             fsync=bool(fsync),
         )
-        self._target_queue = queue
-        self._started = False
+        if queue is not None:
+            self._target_queue = queue
 
     def start(self) -> None:
         """Queue the write.  bgwrite() does this; calling it twice is a RuntimeError."""
         if self._started:
             raise RuntimeError("a BackgroundWriteProcess can be started only once")
         target = self._target_queue if self._target_queue is not None else default_queue()
-        target.submit_job(self._write_job, self, lane=self.fileObj, after=(self.chainAfter,))
+        after = () if self.chainAfter is None else (self.chainAfter,)
+        target.submit_job(self._write_job, self, lane=self.fileObj, after=after)
         self._started = True
 
     @property
@@ -298,10 +308,11 @@ def _stream_kind(stream: Any) -> str:
     return _UNKNOWN
 
 
-def _payload_blocks(data: Any, kind: str) -> tuple[List[Block], bool]:
-    """The payload as a list of blocks, and whether the caller gave a list."""
+def _payload_blocks(data: Any, kind: str) -> Tuple[Sequence[Block], bool]:
+    """The payload as a sequence of blocks, and whether the caller gave a list."""
     if type(data) is bytes and kind is not _TEXT:
-        return ([memoryview(data)] if data else []), False
+        # Immutable, so kept as it is: no view to make (and none for the GC to track).
+        return ((data,) if data else ()), False
     if isinstance(data, (list, tuple)):
         blocks = [_as_block(item, f"data[{index}]") for index, item in enumerate(data)]
         is_list = True

@@ -254,7 +254,7 @@ class HddQueue:
         """
         if task is None:
             task = Task()
-        predecessors = _checked_predecessors(task, after)
+        predecessors = _checked_predecessors(task, after) if after else ()
         with self._lock:
             if self._shutdown_requested:
                 raise QueueShutdown(f"the HDD queue {self.name!r} has been shut down")

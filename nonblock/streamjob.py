@@ -2,9 +2,9 @@
 
 This is where python-nonblock's write loop is done right:
 
-* The payload is never copied up front.  A bytes payload is walked with
-  memoryview slices; a str payload is sliced one chunk at a time, in
-  ``prepare()``, off the disk token.
+* The payload is never copied up front.  A bytes payload that is one chunk
+  is written as it is; a bigger one is walked with memoryview slices; a str
+  payload is sliced one chunk at a time, in ``prepare()``, off the disk token.
 * Short writes and EAGAIN are followed to the last byte: what the stream took
   is counted, the rest is offered again, and a stream that cannot take more
   waits for writability (the queue polls its descriptor) instead of spinning.
@@ -37,8 +37,8 @@ from nonblock.hddq import PredecessorFailed, Step, Task
 
 __all__ = ["MAX_EMPTY_WRITES", "Block", "StreamWriteJob", "fileno_or_none"]
 
-Block = Union[memoryview, str]
-"""A piece of payload: a flat byte view (format 'B') or a str."""
+Block = Union[bytes, memoryview, str]
+"""A piece of payload: bytes, a flat byte view (format 'B'), or a str."""
 
 # A stream that accepts nothing this many times in a row, without saying EAGAIN,
 # is broken; better an error than a spinning IO thread.
@@ -120,12 +120,12 @@ class StreamWriteJob:
         chunk = self._chunk
         index, offset = self._block_index, self._block_offset
         if chunk is not None and self._chunk_done < len(chunk):
-            pieces.append(chunk[self._chunk_done:])
+            pieces.append(_piece(chunk, self._chunk_done, len(chunk)))
         while index < len(self.blocks):
             block = self.blocks[index]
             step = self.chunk_size or max(len(block), 1)
             while offset < len(block):
-                pieces.append(block[offset: offset + step])
+                pieces.append(_piece(block, offset, offset + step))
                 offset += step
             index, offset = index + 1, 0
         return pieces
@@ -233,7 +233,7 @@ class StreamWriteJob:
             if start < len(block):
                 end = len(block) if self.chunk_size is None else start + self.chunk_size
                 self._block_offset = end
-                return block[start:end]
+                return _piece(block, start, end)
             self._block_index += 1
             self._block_offset = 0
         return None
@@ -295,7 +295,7 @@ class StreamWriteJob:
 
     def _write_some(self, chunk: Block) -> Tuple[int, bool]:
         """Offer the rest of *chunk*; return (how much the stream took, whether it blocked)."""
-        data = chunk[self._chunk_done:] if self._chunk_done else chunk
+        data = _piece(chunk, self._chunk_done, len(chunk)) if self._chunk_done else chunk
         try:
             taken = self.stream.write(data)
         except BlockingIOError as error:
@@ -329,6 +329,15 @@ class StreamWriteJob:
             self.stream.close()
         except Exception:
             pass  # the failure that brought us here is the one to report
+
+
+def _piece(block: Block, start: int, end: int) -> Block:
+    """``block[start:end]`` without copying bytes (a bytes slice would be a copy)."""
+    if start == 0 and end >= len(block):
+        return block
+    if type(block) is bytes:
+        return memoryview(block)[start:end]
+    return block[start:end]
 
 
 def _same_kind(blocks: Sequence[Block], more: Sequence[Block]) -> bool:

@@ -91,12 +91,19 @@ class _ConditionOnDemand:
     A non-data descriptor: once built, the Condition sits in the instance's
     ``__dict__`` and is found there directly.  ``setdefault`` is atomic, so two
     threads asking at once get the same one.
+
+    Future's lists of waiters and done-callbacks are only ever added to by code
+    holding the Condition, so they are made with it; until then the class's
+    empty tuples stand in for them.
     """
 
     def __get__(self, task: Optional[Task[Any]], owner: Any = None) -> Any:
         if task is None:
             return self
-        return task.__dict__.setdefault("_condition", threading.Condition(task._state_lock))
+        fields = task.__dict__
+        fields.setdefault("_waiters", [])
+        fields.setdefault("_done_callbacks", [])
+        return fields.setdefault("_condition", threading.Condition(task._state_lock))
 
 
 class Task(_FutureBase[_T]):
@@ -122,6 +129,8 @@ class Task(_FutureBase[_T]):
     """
 
     _condition = _ConditionOnDemand()
+    _waiters: Any = ()  # made with the Condition
+    _done_callbacks: Any = ()  # made with the Condition
 
     # Defaults read from the class until a task sets its own: fewer stores per task.
     on_success: Optional[Callback] = None
@@ -149,13 +158,12 @@ class Task(_FutureBase[_T]):
         on_end: Optional[Callback] = None,
     ) -> None:
         # Future.__init__ is not called: it would build the Condition now.  These
-        # are the fields it sets, but for that one (tests/test_task.py checks).
+        # are the fields it sets but for the three made on demand (tests/test_task.py
+        # checks that nothing else is missing).
         self._state_lock = threading.Lock()
         self._state = PENDING
         self._result: Optional[_T] = None
         self._exception = None
-        self._waiters = []
-        self._done_callbacks: List[Callable[[Any], object]] = []
         self._execution_state = ExecutionState.CREATED
         if on_success is not None:
             self.on_success = on_success
@@ -361,8 +369,8 @@ class Task(_FutureBase[_T]):
     def _forget_threads_after_fork(self) -> None:
         """In a forked child: fresh locks (the parent's may have been held mid-fork)."""
         self._state_lock = threading.Lock()
-        self.__dict__.pop("_condition", None)
-        self._waiters = []
+        for made_on_demand in ("_condition", "_waiters", "_done_callbacks"):
+            self.__dict__.pop(made_on_demand, None)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} at {id(self):#x} {self._execution_state.value}>"

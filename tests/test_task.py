@@ -20,16 +20,16 @@ def test_a_task_sets_every_field_a_future_sets():
     # Future.__init__ is skipped on purpose; a new field in a later Python must not be missed.
     future_fields = set(vars(concurrent.futures.Future()))
     task = Task()
-    task_fields = set(vars(task)) | {"_condition"}
-    assert future_fields <= task_fields
+    assert future_fields <= set(vars(task)) | {"_condition", "_waiters", "_done_callbacks"}
     assert isinstance(task._condition, threading.Condition)
+    assert future_fields <= set(vars(task))  # the Condition brought the rest
 
 
 def test_completing_a_task_nobody_waits_on_builds_no_condition():
     task: Task[int] = Task()
     assert task.set_running_or_notify_cancel()
     task.set_result(7)
-    assert "_condition" not in vars(task)
+    assert not {"_condition", "_waiters", "_done_callbacks"} & set(vars(task))
     assert task.done() and task.result() == 7 and task.exception() is None
 
 
