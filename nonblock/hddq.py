@@ -538,29 +538,32 @@ class HddQueue:
         handed to the callback thread.  Tasks the task's job carried end right
         after it, in order, before its lane moves on.
         """
-        ending = [(task, result, error)]
-        riders = task._riders
-        if riders:
-            task._riders = None
-            outcomes = task._job.rider_outcomes(error)
-            ending.extend((rider, *outcome) for rider, outcome in zip(riders, outcomes))
         # Reading _undelivered without the lock is enough to keep order: a
         # predecessor handed to the callback thread counted itself there before
-        # this task could even start.  Once one of these is handed over, the
-        # rest follow it there.
-        handing_over = self._undelivered != 0
+        # this task could even start.  Once one task is handed over, the ones
+        # it carried follow it there.
+        quietly = self._undelivered == 0
         completed: List[Task[Any]] = []
         handed_over: List[Tuple[Task[Any], Any, Optional[BaseException]]] = []
         hooks: List[Tuple[Callable[[Task[Any]], None], Task[Any]]] = []
-        for member, member_result, member_error in ending:
-            hooks.extend((hook, member) for hook in member._mark_io_done(member_error))
-            if not handing_over and member._complete_quietly(member_result, member_error):
+        ending = 1
+        riders = task._riders
+        if riders:
+            task._riders = None
+            ending += len(riders)
+            members = zip((task, *riders), (result, *task._job.rider_results(error)))
+        else:
+            members = zip((task,), (result,))
+        for member, member_result in members:
+            quietly, member_hooks = member._end_io(member_result, error, quietly)
+            if quietly:
                 completed.append(member)
             else:
-                handing_over = True
-                handed_over.append((member, member_result, member_error))
+                handed_over.append((member, member_result, error))
+            if member_hooks:
+                hooks.extend((hook, member) for hook in member_hooks)
         with self._lock:
-            self._io_pending -= len(ending)
+            self._io_pending -= ending
             lane = task._lane
             if lane is not None:
                 waiting = self._lanes[lane]

@@ -72,7 +72,7 @@ class StreamWriteJob:
         "stream", "blocks", "chunk_size", "bandwidth_pct", "close_when_finished", "fsync",
         "total", "written", "_none_means_eagain", "_has_flush", "_block_index", "_block_offset",
         "_chunk", "_chunk_done", "_chunk_io_time", "_flush_pending", "_empty_writes",
-        "_smoothing", "_recent_chunk_times", "_planned_start", "_riders", "_carried",
+        "_smoothing", "_recent_chunk_times", "_planned_start", "_riders", "_carried", "_batch_taken",
     )
 
     def __init__(
@@ -111,6 +111,7 @@ class StreamWriteJob:
         self._planned_start: Optional[float] = None  # when the current chunk was due
         self._riders: Optional[List[Task[Any]]] = None  # later writes riding in this job's op
         self._carried = self.total  # this job's data and its riders'
+        self._batch_taken = 0  # how much of the joined chunk the stream took
 
     # -- what is left -------------------------------------------------------------
 
@@ -164,41 +165,50 @@ class StreamWriteJob:
         Only when both are plain one-chunk writes (no closing, no fsync, the
         caller's chunking not a list's) that fit in one chunk together, and this
         job has not started: then its data goes in the same chunk, behind this
-        job's, and it completes with the op (see :meth:`rider_outcomes`).
+        job's, and it shares the op's fate (see :meth:`rider_results`).
         """
         job = task._job
-        if type(job) is not StreamWriteJob or job.stream is not self.stream:
+        if type(job) is not StreamWriteJob or job.stream is not self.stream or not self._may_carry():
             return False
-        if self._chunk is not None or self.written or self._block_index or self._block_offset:
-            return False  # prepared or under way: its chunk is fixed
-        limit = self.chunk_size
+        size = job.total
         if (
-            limit is None or job.chunk_size is None or job.total > job.chunk_size
-            or self.close_when_finished or self.fsync or job.close_when_finished or job.fsync
+            job.chunk_size is None or size > job.chunk_size or job.close_when_finished or job.fsync
+            or self._carried + size > self.chunk_size  # type: ignore[operator]
         ):
             return False
-        if self._carried + job.total > limit or not _same_kind(self.blocks, job.blocks):
-            return False
+        if job.blocks and self.blocks and isinstance(job.blocks[0], str) != isinstance(self.blocks[0], str):
+            return False  # a stream of unknown kind given both text and bytes: no joining those
         if self._riders is None:
             self._riders = [task]
         else:
             self._riders.append(task)
-        self._carried += job.total
+        self._carried += size
         return True
 
-    def rider_outcomes(self, error: Optional[BaseException]) -> List[Tuple[Any, Optional[BaseException]]]:
-        """Each rider's (result, error), in order, once the op that carried them has ended.
+    def _may_carry(self) -> bool:
+        return (
+            self.chunk_size is not None and not self.close_when_finished and not self.fsync
+            and self._chunk is None and not self.written and not self._block_index  # not started
+        )
+
+    def rider_results(self, error: Optional[BaseException]) -> List[int]:
+        """The riders' results (what each wrote), in order, once the op that carried them ended.
 
         The op wrote and flushed one chunk for all of them, so they share its
-        fate: all written, or all failed with its error (their ``written``
-        tells how much of each the stream took).
+        fate: all written, or (with *error*) all failed with that error, their
+        ``written`` telling how much of each the stream took.
         """
-        outcomes: List[Tuple[Any, Optional[BaseException]]] = []
-        for rider in self._riders or ():
-            job = rider._job
-            rider.status = job.written
-            outcomes.append((job.written, None) if error is None else (None, error))
-        return outcomes
+        riders = self._riders or ()
+        if error is None:
+            for rider in riders:
+                rider.status = rider._job.written = rider._job.total
+        else:
+            taken = self._batch_taken - self.written  # what the stream took beyond this job's own
+            for rider in riders:
+                job = rider._job
+                rider.status = job.written = min(job.total, taken)
+                taken -= job.written
+        return [rider._job.total for rider in riders]
 
     def _joined_with_riders(self) -> Optional[Block]:
         pieces = list(self.blocks)
@@ -212,17 +222,12 @@ class StreamWriteJob:
         return memoryview(b"".join(pieces))  # type: ignore[arg-type]
 
     def _count(self, taken: int) -> None:
-        """Credit *taken* units to this job, then to its riders in order."""
-        riders = self._riders
-        if not riders:
+        """Credit *taken* units to this job (its riders are credited at the end)."""
+        if self._riders:
+            self._batch_taken += taken
+            self.written = min(self.total, self._batch_taken)
+        else:
             self.written += taken
-            return
-        for job in (self, *(rider._job for rider in riders)):
-            credit = min(taken, job.total - job.written)
-            job.written += credit
-            taken -= credit
-            if not taken:
-                return
 
     # -- one op ---------------------------------------------------------------------
 
@@ -338,13 +343,6 @@ def _piece(block: Block, start: int, end: int) -> Block:
     if type(block) is bytes:
         return memoryview(block)[start:end]
     return block[start:end]
-
-
-def _same_kind(blocks: Sequence[Block], more: Sequence[Block]) -> bool:
-    """Whether two payloads can be joined: both text or both bytes (or one is empty)."""
-    if not blocks or not more:
-        return True
-    return isinstance(blocks[0], str) == isinstance(more[0], str)
 
 
 def fileno_or_none(stream: Any) -> Optional[int]:

@@ -34,7 +34,7 @@ from concurrent.futures._base import (  # the state names Future itself uses
     PENDING,
     RUNNING,
 )
-from typing import TYPE_CHECKING, Any, Callable, Generator, List, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Generator, List, Optional, Tuple, TypeVar
 
 if TYPE_CHECKING:
     from concurrent.futures import Future as _FutureBase
@@ -216,34 +216,29 @@ class Task(_FutureBase[_T]):
         if not self._finish(None, exception):
             super().set_exception(exception)
 
-    def _finish(self, result: Any, error: Optional[BaseException], *, quietly: bool = False) -> bool:
-        """Complete the Future; False (and nothing done) if it is done already.
-
-        With *quietly*, complete it only if that runs no code of anybody's (no
-        done-callbacks, nobody watching ``execution_state_queue``), and then
-        also move ``execution_state`` straight to CLOSED; False otherwise.
-        """
+    def _finish(self, result: Any, error: Optional[BaseException]) -> bool:
+        """Complete the Future; False (and nothing done) if it is done already."""
         with self._state_lock:
             if self._state in _DONE_STATES:
                 return False
-            if quietly:
-                if self._done_callbacks or self._state_queue is not None:
-                    return False
-                self._execution_state = ExecutionState.CLOSED
-            self._result = result
-            self._exception = error
-            self._state = FINISHED
-            condition = self.__dict__.get("_condition")
-            if condition is not None:
-                for waiter in self._waiters:
-                    if error is None:
-                        waiter.add_result(self)
-                    else:
-                        waiter.add_exception(self)
-                condition.notify_all()
+            self._settle(result, error)
         if self._done_callbacks:
             self._invoke_callbacks()  # type: ignore[attr-defined]
         return True
+
+    def _settle(self, result: Any, error: Optional[BaseException]) -> None:
+        """Make the Future done and wake whoever waits; called holding the state lock."""
+        self._result = result
+        self._exception = error
+        self._state = FINISHED
+        condition = self.__dict__.get("_condition")
+        if condition is not None:  # else nobody waits, and a later waiter sees FINISHED
+            for waiter in self._waiters:
+                if error is None:
+                    waiter.add_result(self)
+                else:
+                    waiter.add_exception(self)
+            condition.notify_all()
 
     # -- waiting ----------------------------------------------------------------
 
@@ -319,17 +314,32 @@ class Task(_FutureBase[_T]):
         self._set_execution_state(ExecutionState.RUNNING)
         return True
 
-    def _complete_quietly(self, result: Any, error: Optional[BaseException]) -> bool:
-        """Complete the task here and now if that runs nobody's code; return whether it did.
+    def _end_io(
+        self, result: Any, error: Optional[BaseException], quietly: bool
+    ) -> Tuple[bool, Optional[List[Callable[[Task[Any]], None]]]]:
+        """Record that the task's IO has ended; complete it here if *quietly* allows.
 
-        For the engine's IO threads, which must never run user code: a task with
-        no callbacks of either kind and no watcher of its states is completed on
-        the spot (CLOSED, then the Future done); any other goes to :meth:`_deliver`
-        on the callback thread.
+        For the engine's IO threads, which must never run user code: with
+        *quietly*, a task with no callbacks of either kind and no watcher of its
+        states is completed on the spot (CLOSED, then the Future done).  Returns
+        whether it was, and the hooks now due (see :meth:`_when_io_done`); a
+        task not completed here goes to :meth:`_deliver` on the callback thread.
         """
-        if self.on_success is not None or self.on_fail is not None or self.on_end is not None:
-            return False
-        return self._finish(result, error, quietly=True)
+        with self._state_lock:
+            self._io_done = True
+            self._io_exception = error
+            hooks = self._io_hooks
+            if hooks is not None:
+                self._io_hooks = None
+            if (
+                not quietly or self.on_success is not None or self.on_fail is not None
+                or self.on_end is not None or self._done_callbacks or self._state_queue is not None
+                or self._state in _DONE_STATES
+            ):
+                return False, hooks
+            self._execution_state = ExecutionState.CLOSED
+            self._settle(result, error)
+        return True, hooks
 
     def _deliver(self, result: Any, error: Optional[BaseException]) -> None:
         """On the callback thread: walk the states running the callbacks, then complete."""
@@ -347,14 +357,6 @@ class Task(_FutureBase[_T]):
         finally:
             self._early = None
         self._finish(result, error)  # cancelled while it waited: the Future is done already
-
-    def _mark_io_done(self, error: Optional[BaseException]) -> List[Callable[[Task[Any]], None]]:
-        """Record that the task's IO has ended; return the hooks now due."""
-        with self._state_lock:
-            self._io_done = True
-            self._io_exception = error
-            hooks, self._io_hooks = self._io_hooks, None
-        return hooks or []
 
     def _when_io_done(self, hook: Callable[[Task[Any]], None]) -> None:
         """Call *hook(self)* once this task's IO has ended (at once if it has)."""

@@ -139,14 +139,17 @@ def test_a_running_task_cannot_be_cancelled():
 
 def test_quiet_completion_declines_when_anybody_would_be_told():
     with_callback: Task[int] = Task(on_end=lambda t: None)
-    assert not with_callback._complete_quietly(1, None)
+    assert with_callback._end_io(1, None, True) == (False, None)
     watched: Task[int] = Task()
     assert watched.execution_state_queue.empty()  # somebody watches the states
-    assert not watched._complete_quietly(1, None)
+    assert watched._end_io(1, None, True) == (False, None)
     with_done_callback: Task[int] = Task()
     with_done_callback.add_done_callback(lambda t: None)
-    assert not with_done_callback._complete_quietly(1, None)
+    assert with_done_callback._end_io(1, None, True) == (False, None)
     assert not (with_callback.done() or watched.done() or with_done_callback.done())
     plain: Task[int] = Task()
-    assert plain._complete_quietly(1, None)
+    assert plain._end_io(1, None, True) == (True, None)
     assert plain.execution_state is ExecutionState.CLOSED and plain.result() == 1
+    not_now: Task[int] = Task()
+    assert not_now._end_io(1, None, False) == (False, None)  # the engine said: not here
+    assert not not_now.done()
