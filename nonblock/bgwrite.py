@@ -92,6 +92,26 @@ class BackgroundWriteProcess(Task[int]):
         on_fail: Callback = None,
         on_end: Callback = None,
     ) -> None:
+        self._set_up(fileObj, dataBlocks, closeWhenFinished, chainAfter, ioPrio, chunkSize, fsync,
+                     queue, on_success, on_fail, on_end)
+
+    def _set_up(
+        self,
+        fileObj: Any,
+        dataBlocks: Payload,
+        closeWhenFinished: bool,
+        chainAfter: Optional[BackgroundWriteProcess],
+        ioPrio: Union[int, BackgroundIOPriority],
+        chunkSize: Optional[int],
+        fsync: bool,
+        queue: Optional[HddQueue],
+        on_success: Callback,
+        on_fail: Callback,
+        on_end: Callback,
+    ) -> None:
+        # The constructor's work, with every argument positional: bgwrite() calls
+        # this directly, because calling a class with keywords costs more than a
+        # small write can spare.
         profile = resolve_priority(ioPrio)
         if chainAfter is not None and not isinstance(chainAfter, BackgroundWriteProcess):
             raise _checks.WrongTypeError(
@@ -106,9 +126,10 @@ class BackgroundWriteProcess(Task[int]):
         if kind is _TEXT:
             _refuse_nonblocking_text(fileObj)
         blocks, is_list = _payload_blocks(dataBlocks, kind)
+        Task.__init__(self)
         if on_success is not None or on_fail is not None or on_end is not None:
             _checks.optional_callables(on_success=on_success, on_fail=on_fail, on_end=on_end)
-        super().__init__(on_success=on_success, on_fail=on_fail, on_end=on_end)
+            self.on_success, self.on_fail, self.on_end = on_success, on_fail, on_end
         self.fileObj = fileObj
         if closeWhenFinished:
             self.closeWhenFinished = True
@@ -118,13 +139,8 @@ class BackgroundWriteProcess(Task[int]):
         if chunkSize is None and not is_list:
             chunkSize = profile.defaultChunkSize
         self._write_job = StreamWriteJob(
-            fileObj,
-            blocks,
-            chunk_size=chunkSize,
-            bandwidth_pct=profile.bandwidthPct,
-            smoothing=profile.numChunksRateSmoothing,
-            close_when_finished=self.closeWhenFinished,
-            fsync=bool(fsync),
+            fileObj, blocks, chunkSize, profile.bandwidthPct, profile.numChunksRateSmoothing,
+            self.closeWhenFinished, bool(fsync),
         )
         if queue is not None:
             self._target_queue = queue
@@ -207,10 +223,9 @@ def bgwrite(
     before anything is queued.  After the queue is shut down this raises
     :class:`~nonblock.hddq.QueueShutdown`.
     """
-    process = BackgroundWriteProcess(
-        fileObj, data, closeWhenFinished, chainAfter, ioPrio,
-        fsync=fsync, queue=queue, on_success=on_success, on_fail=on_fail, on_end=on_end,
-    )
+    process = BackgroundWriteProcess.__new__(BackgroundWriteProcess)
+    process._set_up(fileObj, data, closeWhenFinished, chainAfter, ioPrio, None, fsync,
+                    queue, on_success, on_fail, on_end)
     process.start()
     return process
 
@@ -235,11 +250,9 @@ def bgwrite_chunk(
     at some cost in throughput.  A list payload has each item cut this way.
     """
     chunkSize = _checks.positive_int("chunkSize", chunkSize)
-    process = BackgroundWriteProcess(
-        fileObj, data, closeWhenFinished, chainAfter, ioPrio,
-        chunkSize=chunkSize, fsync=fsync, queue=queue,
-        on_success=on_success, on_fail=on_fail, on_end=on_end,
-    )
+    process = BackgroundWriteProcess.__new__(BackgroundWriteProcess)
+    process._set_up(fileObj, data, closeWhenFinished, chainAfter, ioPrio, chunkSize, fsync,
+                    queue, on_success, on_fail, on_end)
     process.start()
     return process
 

@@ -79,7 +79,6 @@ class StreamWriteJob:
         self,
         stream: Any,
         blocks: Sequence[Block],
-        *,
         chunk_size: Optional[int],
         bandwidth_pct: float = 100.0,
         smoothing: int = 5,
