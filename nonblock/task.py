@@ -85,27 +85,6 @@ class _EarlyOutcome:
         self.exception = exception
 
 
-class _ConditionOnDemand:
-    """``task._condition``: built around ``task._state_lock`` when first asked for.
-
-    A non-data descriptor: once built, the Condition sits in the instance's
-    ``__dict__`` and is found there directly.  ``setdefault`` is atomic, so two
-    threads asking at once get the same one.
-
-    Future's lists of waiters and done-callbacks are only ever added to by code
-    holding the Condition, so they are made with it; until then the class's
-    empty tuples stand in for them.
-    """
-
-    def __get__(self, task: Optional[Task[Any]], owner: Any = None) -> Any:
-        if task is None:
-            return self
-        fields = task.__dict__
-        fields.setdefault("_waiters", [])
-        fields.setdefault("_done_callbacks", [])
-        return fields.setdefault("_condition", threading.Condition(task._state_lock))
-
-
 class Task(_FutureBase[_T]):
     """One unit of background work: a Future with thread_manager's task model.
 
@@ -128,9 +107,12 @@ class Task(_FutureBase[_T]):
         that raises is logged to the ``nonblock`` logger and the others still run.
     """
 
-    _condition = _ConditionOnDemand()
-    _waiters: Any = ()  # made with the Condition
-    _done_callbacks: Any = ()  # made with the Condition
+    # Future's lists of waiters and done-callbacks are only ever added to by code
+    # holding the Condition, so they are made with it; until then these empty
+    # tuples stand in for them.
+    _built_condition: Optional[threading.Condition] = None
+    _waiters: Any = ()
+    _done_callbacks: Any = ()
 
     # Defaults read from the class until a task sets its own: fewer stores per task.
     on_success: Optional[Callback] = None
@@ -171,6 +153,22 @@ class Task(_FutureBase[_T]):
             self.on_fail = on_fail
         if on_end is not None:
             self.on_end = on_end
+
+    @property
+    def _condition(self) -> threading.Condition:  # type: ignore[override]
+        """Future's Condition, built around the state lock the first time it is asked for."""
+        condition = self._built_condition
+        if condition is None:
+            # Built under the state lock, so a completion (which holds it) either
+            # sees the Condition and notifies it, or finishes first.  Nothing asks
+            # for the Condition while holding that lock.
+            with self._state_lock:
+                condition = self._built_condition
+                if condition is None:
+                    self._waiters = []
+                    self._done_callbacks = []
+                    condition = self._built_condition = threading.Condition(self._state_lock)
+        return condition
 
     # -- thread_manager's model ------------------------------------------------
 
@@ -231,7 +229,7 @@ class Task(_FutureBase[_T]):
         self._result = result
         self._exception = error
         self._state = FINISHED
-        condition = self.__dict__.get("_condition")
+        condition = self._built_condition
         if condition is not None:  # else nobody waits, and a later waiter sees FINISHED
             for waiter in self._waiters:
                 if error is None:
@@ -371,8 +369,8 @@ class Task(_FutureBase[_T]):
     def _forget_threads_after_fork(self) -> None:
         """In a forked child: fresh locks (the parent's may have been held mid-fork)."""
         self._state_lock = threading.Lock()
-        for made_on_demand in ("_condition", "_waiters", "_done_callbacks"):
-            self.__dict__.pop(made_on_demand, None)
+        self._built_condition = None
+        self._waiters = self._done_callbacks = ()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} at {id(self):#x} {self._execution_state.value}>"

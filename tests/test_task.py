@@ -21,15 +21,16 @@ def test_a_task_sets_every_field_a_future_sets():
     future_fields = set(vars(concurrent.futures.Future()))
     task = Task()
     assert future_fields <= set(vars(task)) | {"_condition", "_waiters", "_done_callbacks"}
-    assert isinstance(task._condition, threading.Condition)
-    assert future_fields <= set(vars(task))  # the Condition brought the rest
+    condition = task._condition
+    assert isinstance(condition, threading.Condition) and task._condition is condition
+    assert future_fields - {"_condition"} <= set(vars(task))  # the Condition brought the lists
 
 
 def test_completing_a_task_nobody_waits_on_builds_no_condition():
     task: Task[int] = Task()
     assert task.set_running_or_notify_cancel()
     task.set_result(7)
-    assert not {"_condition", "_waiters", "_done_callbacks"} & set(vars(task))
+    assert not {"_built_condition", "_waiters", "_done_callbacks"} & set(vars(task))
     assert task.done() and task.result() == 7 and task.exception() is None
 
 
