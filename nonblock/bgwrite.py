@@ -140,7 +140,7 @@ class BackgroundWriteProcess(Task[int]):
             chunkSize = profile.defaultChunkSize
         self._write_job = StreamWriteJob(
             fileObj, blocks, chunkSize, profile.bandwidthPct, profile.numChunksRateSmoothing,
-            self.closeWhenFinished, bool(fsync),
+            self.closeWhenFinished, bool(fsync), len(dataBlocks) if type(dataBlocks) is bytes else None,
         )
         if queue is not None:
             self._target_queue = queue

@@ -67,13 +67,25 @@ class StreamWriteJob:
     for a text stream) written; ``task.status`` follows it as it grows.
     """
 
-    # One is made per write, so every store counts: slots, no per-job dict.
-    __slots__ = (
-        "stream", "blocks", "chunk_size", "bandwidth_pct", "close_when_finished", "fsync",
-        "total", "written", "_none_means_eagain", "_has_flush", "_block_index", "_block_offset",
-        "_chunk", "_chunk_done", "_chunk_io_time", "_flush_pending", "_empty_writes",
-        "_smoothing", "_recent_chunk_times", "_planned_start", "_riders", "_carried", "_batch_taken",
-    )
+    # One is made per write, so a new job stores only what its caller gave; the
+    # state of a write under way starts from these class defaults, and what the
+    # stream is like is looked up on the first op (a carried job never has one).
+    _none_means_eagain: Optional[bool] = None
+    _has_flush = False
+    _block_index = 0
+    _block_offset = 0  # where the next chunk starts in the current block
+    _chunk: Optional[Block] = None
+    _chunk_done = 0  # how much of the current chunk the stream has taken
+    _chunk_io_time = 0.0
+    _flush_pending = False
+    _empty_writes = 0
+    # Chunk times are kept only for throttling, which needs their average.
+    _recent_chunk_times: Optional[Deque[float]] = None
+    _planned_start: Optional[float] = None  # when the current chunk was due
+    _riders: Optional[List[Task[Any]]] = None  # later writes riding in this job's op
+    _riders_total = 0  # how much data they bring
+    _batch_taken = 0  # how much of the joined chunk the stream took
+    written = 0
 
     def __init__(
         self,
@@ -84,33 +96,16 @@ class StreamWriteJob:
         smoothing: int = 5,
         close_when_finished: bool = False,
         fsync: bool = False,
+        total: Optional[int] = None,
     ) -> None:
         self.stream = stream
         self.blocks = blocks
         self.chunk_size = chunk_size
         self.bandwidth_pct = bandwidth_pct
+        self._smoothing = smoothing
         self.close_when_finished = close_when_finished
         self.fsync = fsync
-        self.total = sum(map(len, blocks))
-        self.written = 0
-        # A raw stream's write() returns None for "would block"; anything else
-        # returning None is an old-style file-like object that took everything.
-        self._none_means_eagain = _is_raw(type(stream))
-        self._has_flush = callable(getattr(stream, "flush", None))
-        self._block_index = 0
-        self._block_offset = 0  # where the next chunk starts in the current block
-        self._chunk: Optional[Block] = None
-        self._chunk_done = 0  # how much of the current chunk the stream has taken
-        self._chunk_io_time = 0.0
-        self._flush_pending = False
-        self._empty_writes = 0
-        self._smoothing = smoothing
-        # Chunk times are kept only for throttling, which needs their average.
-        self._recent_chunk_times: Optional[Deque[float]] = None
-        self._planned_start: Optional[float] = None  # when the current chunk was due
-        self._riders: Optional[List[Task[Any]]] = None  # later writes riding in this job's op
-        self._carried = self.total  # this job's data and its riders'
-        self._batch_taken = 0  # how much of the joined chunk the stream took
+        self.total = sum(map(len, blocks)) if total is None else total
 
     # -- what is left -------------------------------------------------------------
 
@@ -133,6 +128,11 @@ class StreamWriteJob:
     # -- the Job protocol -----------------------------------------------------------
 
     def prepare(self) -> None:
+        if self._none_means_eagain is None:
+            # A raw stream's write() returns None for "would block"; anything else
+            # returning None is an old-style file-like object that took everything.
+            self._none_means_eagain = _is_raw(type(self.stream))
+            self._has_flush = callable(getattr(self.stream, "flush", None))
         if self._chunk is None:
             if self._riders:
                 self._chunk = self._joined_with_riders()
@@ -172,7 +172,7 @@ class StreamWriteJob:
         size = job.total
         if (
             job.chunk_size is None or size > job.chunk_size or job.close_when_finished or job.fsync
-            or self._carried + size > self.chunk_size  # type: ignore[operator]
+            or self.total + self._riders_total + size > self.chunk_size  # type: ignore[operator]
         ):
             return False
         if job.blocks and self.blocks and isinstance(job.blocks[0], str) != isinstance(self.blocks[0], str):
@@ -181,7 +181,7 @@ class StreamWriteJob:
             self._riders = [task]
         else:
             self._riders.append(task)
-        self._carried += size
+        self._riders_total += size
         return True
 
     def _may_carry(self) -> bool:
@@ -197,17 +197,20 @@ class StreamWriteJob:
         fate: all written, or (with *error*) all failed with that error, their
         ``written`` telling how much of each the stream took.
         """
-        riders = self._riders or ()
+        results = []
         if error is None:
-            for rider in riders:
-                rider.status = rider._job.written = rider._job.total
+            for rider in self._riders or ():
+                written = rider._job.written = rider._job.total
+                rider.status = written
+                results.append(written)
         else:
             taken = self._batch_taken - self.written  # what the stream took beyond this job's own
-            for rider in riders:
+            for rider in self._riders or ():
                 job = rider._job
                 rider.status = job.written = min(job.total, taken)
                 taken -= job.written
-        return [rider._job.total for rider in riders]
+                results.append(job.total)  # not delivered: the riders fail with *error*
+        return results
 
     def _joined_with_riders(self) -> Optional[Block]:
         pieces = list(self.blocks)

@@ -110,6 +110,10 @@ class Task(_FutureBase[_T]):
     # Future's lists of waiters and done-callbacks are only ever added to by code
     # holding the Condition, so they are made with it; until then these empty
     # tuples stand in for them.
+    _state = PENDING
+    _result: Any = None
+    _exception: Optional[BaseException] = None
+    _execution_state = ExecutionState.CREATED
     _built_condition: Optional[threading.Condition] = None
     _waiters: Any = ()
     _done_callbacks: Any = ()
@@ -139,14 +143,10 @@ class Task(_FutureBase[_T]):
         on_fail: Optional[Callback] = None,
         on_end: Optional[Callback] = None,
     ) -> None:
-        # Future.__init__ is not called: it would build the Condition now.  These
-        # are the fields it sets but for the three made on demand (tests/test_task.py
-        # checks that nothing else is missing).
+        # Future.__init__ is not called: it would build the Condition now.  The
+        # fields it sets start from class defaults instead (tests/test_task.py
+        # checks that none is missing); only the lock is the task's own.
         self._state_lock = threading.Lock()
-        self._state = PENDING
-        self._result: Optional[_T] = None
-        self._exception = None
-        self._execution_state = ExecutionState.CREATED
         if on_success is not None:
             self.on_success = on_success
         if on_fail is not None:
@@ -269,7 +269,7 @@ class Task(_FutureBase[_T]):
         if self._state == FINISHED:
             error = self._exception
             if error is None:
-                return self._result  # type: ignore[return-value]
+                return self._result  # type: ignore[no-any-return]
             try:
                 raise error
             finally:
