@@ -166,13 +166,15 @@ class Job(Protocol):
     it owns, say) and returns the exception to record, or None for the default
     :class:`PredecessorFailed`.
 
-    A job may also offer ``take_along(task) -> bool``: before an op, the queue
-    offers it the tasks waiting next in its lane, one by one, while it says yes.
-    A task it takes is *carried*: it leaves the lane, is marked running, and its
-    work is done by this job's ops.  When this job's task ends, the queue asks
-    ``rider_outcomes(error)`` (*error* is this task's, or None) for each
-    carried task's ``(result, error)``, in order, and ends them right after it.
-    That is how many small writes to one stream become one op.
+    A job may also offer ``take_along(tasks) -> int``: before an op, the queue
+    offers it the tasks waiting next in its lane (free of any other wait, not
+    cancelled), in order, and the job says how many of the first ones it takes.
+    A task it takes is *carried*: it leaves the lane, can no longer be
+    cancelled, and its work is done by this job's ops.  Carried tasks share
+    the fate of the task that carries them: when it ends, the queue asks
+    ``rider_results(error)`` for their results (in order) if *error* is None,
+    and ends them right after it, each with its result or with *error*.  That
+    is how many small writes to one stream become one op.
     """
 
     def prepare(self) -> None: ...
@@ -183,6 +185,7 @@ class Job(Protocol):
 
 
 _STOP = object()
+_RIDERS_OFFERED_AT_ONCE = 256
 _LONG_OP_SECONDS = 0.0005
 _EAGAIN_BACKOFF = 0.001  # for a stream that said EAGAIN but has no descriptor to poll
 
@@ -466,22 +469,26 @@ class HddQueue:
         with self._lock:
             waiting = self._lanes.get(task._lane)
             while waiting:
-                successor = waiting[0]
-                # Only a task held by nothing but its place in the lane, and not
-                # cancelled: once started, cancel() can no longer take it back.
-                if successor._gates != 1 or successor._abandon_cause is not None:
+                # Only tasks held by nothing but their place in the lane; a few
+                # at a time, so that a long lane is not walked for each op.
+                candidates = []
+                for successor in itertools.islice(waiting, _RIDERS_OFFERED_AT_ONCE):
+                    if successor._gates != 1 or successor._abandon_cause is not None or successor.done():
+                        break
+                    candidates.append(successor)
+                taken = take_along(candidates) if candidates else 0
+                for rider in candidates[:taken]:
+                    waiting.popleft()
+                    rider._gates = 0
+                    rider._lane = None  # its place in the lane is its carrier's
+                    rider._carried = True  # under this lock, which Task.cancel() takes too
+                if taken:
+                    if task._riders is None:
+                        task._riders = candidates[:taken]
+                    else:
+                        task._riders.extend(candidates[:taken])
+                if taken < _RIDERS_OFFERED_AT_ONCE:
                     return
-                if successor._execution_state is ExecutionState.CREATED and not successor._start():
-                    return  # cancelled: it ends in its own turn
-                if not take_along(successor):
-                    return  # it stays next in the lane (already marked running)
-                waiting.popleft()
-                successor._gates = 0
-                successor._lane = None  # its place in the lane is its carrier's
-                if task._riders is None:
-                    task._riders = [successor]
-                else:
-                    task._riders.append(successor)
 
     def _abandon_cancelled(self, task: Task[Any], job: Job) -> None:
         """A task cancelled before it ran: let its job clean up (close a stream it owns)."""

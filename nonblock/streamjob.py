@@ -158,31 +158,44 @@ class StreamWriteJob:
 
     # -- small writes riding together -------------------------------------------------
 
-    def take_along(self, task: Task[Any]) -> bool:
-        """Carry *task*, the next write queued on this stream, in this job's next op.
+    def take_along(self, tasks: Sequence[Task[Any]]) -> int:
+        """Carry the first of *tasks* (the writes queued next on this stream) in this job's op.
 
-        Only when both are plain one-chunk writes (no closing, no fsync, the
-        caller's chunking not a list's) that fit in one chunk together, and this
-        job has not started: then its data goes in the same chunk, behind this
-        job's, and it shares the op's fate (see :meth:`rider_results`).
+        Takes them while both are plain one-chunk writes (no closing, no fsync,
+        the caller's chunking not a list's) that fit in one chunk together, and
+        only if this job has not started: then their data goes in the same
+        chunk, behind this job's, and they share the op's fate (see
+        :meth:`rider_results`).  Returns how many it took.
         """
-        job = task._job
-        if type(job) is not StreamWriteJob or job.stream is not self.stream or not self._may_carry():
-            return False
-        size = job.total
-        if (
-            job.chunk_size is None or size > job.chunk_size or job.close_when_finished or job.fsync
-            or self.total + self._riders_total + size > self.chunk_size  # type: ignore[operator]
-        ):
-            return False
-        if job.blocks and self.blocks and isinstance(job.blocks[0], str) != isinstance(self.blocks[0], str):
-            return False  # a stream of unknown kind given both text and bytes: no joining those
-        if self._riders is None:
-            self._riders = [task]
-        else:
-            self._riders.append(task)
-        self._riders_total += size
-        return True
+        if not self._may_carry():
+            return 0
+        room = self.chunk_size - self.total - self._riders_total  # type: ignore[operator]
+        text = isinstance(self.blocks[0], str) if self.blocks else None
+        count = 0
+        for task in tasks:
+            job = task._job
+            size = job.total if type(job) is StreamWriteJob else room + 1
+            if (
+                size > room or job.stream is not self.stream or job.chunk_size is None
+                or size > job.chunk_size or job.close_when_finished or job.fsync
+            ):
+                break
+            if job.blocks:
+                # A stream of unknown kind may be given both text and bytes: no joining those.
+                if text is None:
+                    text = isinstance(job.blocks[0], str)
+                elif isinstance(job.blocks[0], str) != text:
+                    break
+            room -= size
+            count += 1
+        if count:
+            carried = list(tasks[:count])
+            if self._riders is None:
+                self._riders = carried
+            else:
+                self._riders.extend(carried)
+            self._riders_total = self.chunk_size - self.total - room  # type: ignore[operator]
+        return count
 
     def _may_carry(self) -> bool:
         return (

@@ -135,6 +135,7 @@ class Task(_FutureBase[_T]):
     _gates = 0
     _abandon_cause: Optional[BaseException] = None
     _riders: Optional[List[Task[Any]]] = None  # tasks whose work this task's op carries
+    _carried = False  # carried by another task's op (set under the queue's lock)
 
     def __init__(
         self,
@@ -196,6 +197,36 @@ class Task(_FutureBase[_T]):
     def done(self) -> bool:
         # One read, no lock: a task never leaves a done state.
         return self._state in _DONE_STATES
+
+    def cancel(self) -> bool:
+        """Cancel the task if its work has not started; True if it is cancelled.
+
+        A task carried in another task's op (a small write joined to the one
+        before it) has started, like a running one.
+        """
+        queue_ = self._queue
+        if queue_ is None:
+            cancelled, now = self._cancel_if_pending()
+        else:
+            with queue_._lock:  # the engine marks a task carried under this lock
+                if self._carried:
+                    return False
+                cancelled, now = self._cancel_if_pending()
+        if now and self._done_callbacks:
+            self._invoke_callbacks()  # type: ignore[attr-defined]
+        return cancelled
+
+    def _cancel_if_pending(self) -> Tuple[bool, bool]:
+        """Future.cancel's change of state: (whether cancelled, whether just now)."""
+        with self._state_lock:
+            if self._state in (RUNNING, FINISHED):
+                return False, False
+            if self._state != PENDING:
+                return True, False
+            self._state = CANCELLED
+            if self._built_condition is not None:
+                self._built_condition.notify_all()
+        return True, True
 
     def set_running_or_notify_cancel(self) -> bool:
         with self._state_lock:
@@ -341,6 +372,8 @@ class Task(_FutureBase[_T]):
 
     def _deliver(self, result: Any, error: Optional[BaseException]) -> None:
         """On the callback thread: walk the states running the callbacks, then complete."""
+        if self._execution_state is ExecutionState.CREATED:
+            self._set_execution_state(ExecutionState.RUNNING)  # a carried task was never started
         self._early = _EarlyOutcome(result, error)
         try:
             if error is None:

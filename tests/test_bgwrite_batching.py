@@ -166,3 +166,28 @@ def test_a_write_queued_while_the_batch_is_written_goes_in_the_next_op(hq, tmp_p
     assert first.result(timeout=60) == 6 and later.result(timeout=60) == 5
     stream.close()
     assert path.read_bytes() == b"first later"
+
+
+def test_a_carried_write_has_started_and_cannot_be_cancelled(hq, tmp_path):
+    path = tmp_path / "started"
+    in_write = threading.Event()
+    release = threading.Event()
+
+    class SlowWrite(io.FileIO):
+        def write(self, data: Any) -> int:
+            in_write.set()
+            assert release.wait(60)
+            return super().write(data)
+
+    stream = SlowWrite(str(path), "w")
+    gate = hold_lane(hq, stream)
+    carrier = bgwrite(stream, b"carrier ", queue=hq)
+    carried = bgwrite(stream, b"carried", queue=hq)
+    gate.set()
+    assert in_write.wait(60)  # both are in the chunk being written now
+    assert not carried.cancel()
+    release.set()
+    assert carrier.result(timeout=60) == 8 and carried.result(timeout=60) == 7
+    assert carried.execution_state == "CLOSED"
+    stream.close()
+    assert path.read_bytes() == b"carrier carried"
