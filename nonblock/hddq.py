@@ -53,7 +53,7 @@ from typing import (
     Tuple,
 )
 
-from nonblock.task import ExecutionState, Task
+from nonblock.task import PENDING, ExecutionState, Task
 
 __all__ = [
     "ExecutionState",
@@ -473,7 +473,8 @@ class HddQueue:
                 # at a time, so that a long lane is not walked for each op.
                 candidates = []
                 for successor in itertools.islice(waiting, _RIDERS_OFFERED_AT_ONCE):
-                    if successor._gates != 1 or successor._abandon_cause is not None or successor.done():
+                    if (successor._gates != 1 or successor._abandon_cause is not None
+                            or successor._state != PENDING):
                         break
                     candidates.append(successor)
                 taken = take_along(candidates) if candidates else 0
@@ -586,8 +587,7 @@ class HddQueue:
                 if self._poller_active:
                     self._wake_poller()
             if completed:
-                for member in completed:
-                    self._accepted.discard(member)
+                self._accepted.difference_update(completed)
                 if not self._accepted:
                     self._drained.notify_all()
                     if self._shutdown_requested:

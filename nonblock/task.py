@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 else:
     _FutureBase = concurrent.futures.Future
 
-__all__ = ["ExecutionState", "Task"]
+__all__ = ["PENDING", "ExecutionState", "Task"]
 
 logger = logging.getLogger("nonblock")
 
