@@ -354,9 +354,11 @@ class Task(_FutureBase[_T]):
         whether it was, and the hooks now due (see :meth:`_when_io_done`); a
         task not completed here goes to :meth:`_deliver` on the callback thread.
         """
+        # The path of most small writes: kept short (class defaults stand for None).
         with self._state_lock:
             self._io_done = True
-            self._io_exception = error
+            if error is not None:
+                self._io_exception = error
             hooks = self._io_hooks
             if hooks is not None:
                 self._io_hooks = None
@@ -367,7 +369,11 @@ class Task(_FutureBase[_T]):
             ):
                 return False, hooks
             self._execution_state = ExecutionState.CLOSED
-            self._settle(result, error)
+            if self._built_condition is None and error is None:
+                self._result = result
+                self._state = FINISHED
+            else:
+                self._settle(result, error)
         return True, hooks
 
     def _deliver(self, result: Any, error: Optional[BaseException]) -> None:
