@@ -238,6 +238,16 @@ class Operation:
         self._names = tuple(p.name for p in self.positional)
         self._defaults = {p.name: p.default for p in self.positional if p.default is not p.empty}
         self._accepted = set(self._names) | self.options
+        self._call_names = ("callback", *self._names)
+
+    def entry(self, callback: Any, args: Tuple[Any, ...], kwargs: Mapping[str, Any]) -> OpListEntry:
+        """The call as an :class:`OpListEntry`; TypeError, naming the operation, if it does not fit."""
+        if kwargs or len(args) != len(self._names):
+            return OpListEntry(self, self.bind(callback, args, kwargs))
+        # Every argument given by position (the usual mhddq call): nothing to look up.
+        if callback is not None and not callable(callback):
+            self.bind(callback, args, kwargs)  # raises, with the message
+        return OpListEntry(self, dict(zip(self._call_names, (callback, *args))), args)
 
     def bind(self, callback: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Dict[str, Any]:
         """The call's parameters by name, callback first, as the callback dict shows them.
@@ -310,10 +320,12 @@ class OpListEntry:
 
     __slots__ = ("operation", "params", "args", "options")
 
-    def __init__(self, operation: Operation, params: Dict[str, Any]) -> None:
+    def __init__(
+        self, operation: Operation, params: Dict[str, Any], args: Optional[Tuple[Any, ...]] = None
+    ) -> None:
         self.operation = operation
         self.params = params
-        self.args = tuple(params[parameter.name] for parameter in operation.positional)
+        self.args = tuple(map(params.__getitem__, operation._names)) if args is None else args
         self.options = (
             {name: params[name] for name in operation.options if name in params} if operation.options else {}
         )

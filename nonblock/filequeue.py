@@ -195,13 +195,15 @@ class _Batcher:
 
 _batchers: weakref.WeakKeyDictionary[HddQueue, _Batcher] = weakref.WeakKeyDictionary()
 _batchers_lock = threading.Lock()
+_last_batcher: Optional[_Batcher] = None
 
 
 def _forget_batchers_after_fork() -> None:
     # The parent's batches belong to the parent; their locks may be held.
-    global _batchers, _batchers_lock
+    global _batchers, _batchers_lock, _last_batcher
     _batchers = weakref.WeakKeyDictionary()
     _batchers_lock = threading.Lock()
+    _last_batcher = None
 
 
 if hasattr(os, "register_at_fork"):
@@ -209,10 +211,15 @@ if hasattr(os, "register_at_fork"):
 
 
 def _batcher_of(queue: HddQueue) -> _Batcher:
+    global _last_batcher
+    last = _last_batcher  # nearly every call is for the same (default) queue
+    if last is not None and last.queue is queue:
+        return last
     batcher = _batchers.get(queue)
     if batcher is None:
         with _batchers_lock:
             batcher = _batchers.setdefault(queue, _Batcher(queue))
+    _last_batcher = batcher
     return batcher
 
 
@@ -233,8 +240,7 @@ def _queue_method(operation: Operation) -> Callable[..., Task[Any]]:
 
 def _module_function(operation: Operation) -> Callable[..., bool]:
     def function(callback: Any = None, *args: Any, **kwargs: Any) -> bool:
-        entry = OpListEntry(operation, operation.bind(callback, args, kwargs))
-        return _batcher_of(default_queue()).add(entry)
+        return _batcher_of(default_queue()).add(operation.entry(callback, args, kwargs))
 
     function.__name__ = function.__qualname__ = operation.name
     function.__doc__ = (f"Queue {operation.name}{_signature(operation)} on the default queue: True "
