@@ -93,7 +93,12 @@ class OpListJob:
     def deliver(self, _result: Any) -> None:
         """On the callback thread: every operation's callback, in order, each on its own."""
         for callback, report in self.reports:
-            _call_quietly(callback, report)
+            if callback is None:
+                continue
+            try:
+                callback(report)
+            except BaseException:  # even sys.exit() in a callback must not kill the callback thread
+                logger.exception("callback %r of %s raised", callback, report["action"])
 
 
 Snapshot = Tuple[bool, Tuple[Any, ...]]
@@ -104,15 +109,6 @@ def snapshot_oplist(oplist: List[Any]) -> Snapshot:
     fileops.validate_oplist(oplist)
     items = tuple(snapshot_oplist(item) if isinstance(item, list) else item for item in oplist)
     return bool(getattr(oplist, "stop_on_error", False)), items
-
-
-def _call_quietly(callback: Any, report: Report) -> None:
-    if callback is None:
-        return
-    try:
-        callback(report)
-    except BaseException:  # even sys.exit() in a callback must not kill the callback thread
-        logger.exception("callback %r of %s raised", callback, report["action"])
 
 
 def _reporting_task(operation: Operation, params: Dict[str, Any]) -> Task[Any]:
@@ -160,7 +156,20 @@ class BatchJob(OpListJob):
         with self.batch.lock:
             self.batch.sealed = True
             entries = tuple(self.batch.entries)
-        self._run((False, entries), skipping=False)
+        # OpListJob._run, without what a batch never has (nesting, stop_on_error),
+        # and without a report nobody would receive.
+        keep = self.reports.append
+        report = fileops.callback_report
+        for entry in entries:
+            callback = entry.params["callback"]
+            try:
+                output = entry.run()
+            except Exception as error:
+                if callback is not None:
+                    keep((callback, report(entry.operation.name, entry.params, None, error)))
+            else:
+                if callback is not None:
+                    keep((callback, report(entry.operation.name, entry.params, output, None)))
         return Step.done(None)
 
 
