@@ -307,6 +307,7 @@ class HddQueue:
 
     def _make_ready(self, task: Task[Any], *, taken_next_by_caller: bool = False) -> None:
         # Called with the lock held.
+        was_empty = not self._ready
         self._ready.append(task)
         if taken_next_by_caller:
             # An IO thread releasing its lane's next task goes straight back for
@@ -316,6 +317,11 @@ class HddQueue:
         # sister to prepare it meanwhile pays only when ops are long (big chunks).
         # For small ops it is all cost: GIL contention and thread switches.
         if self._busy_io_threads and not self._ops_are_long:
+            return
+        # Ready work already waiting means a thread is awake for it or has been
+        # woken (and takes everything before it sleeps again).  A second wake-up
+        # would rouse the sister too; in a VM each costs the caller tens of µs.
+        if not was_empty and not self._ops_are_long:
             return
         if self._idle_io_threads:
             self._work_ready.notify()
