@@ -22,7 +22,7 @@ from __future__ import annotations
 import collections
 import io
 import os
-from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Deque, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 from nonblock import _checks
 from nonblock.hddq import HddQueue, Task, default_queue
@@ -273,9 +273,18 @@ def chunk_data(data: Union[str, bytes, bytearray, memoryview], chunkSize: int) -
 _TEXT, _BINARY, _UNKNOWN = "text", "binary", "unknown"
 
 
+# io classes already seen to have a write() method: asking again costs a bound
+# method per call, a good part of a small bgwrite's budget.
+_CLASSES_THAT_WRITE: Set[type] = set()
+
+
 def _check_stream(stream: Any, fsync: Any) -> None:
-    if not callable(getattr(stream, "write", None)):
-        raise TypeError(f"fileObj must be a stream with a write() method, not {_checks.show(stream)}")
+    cls = type(stream)
+    if cls not in _CLASSES_THAT_WRITE:
+        if not callable(getattr(stream, "write", None)):
+            raise TypeError(f"fileObj must be a stream with a write() method, not {_checks.show(stream)}")
+        if isinstance(stream, io.IOBase):  # the method is the class's, so every instance has it
+            _CLASSES_THAT_WRITE.add(cls)
     if getattr(stream, "closed", False) is True:
         raise ValueError(f"fileObj is closed: {_checks.show(stream)}")
     if fsync and not callable(getattr(stream, "fileno", None)):
