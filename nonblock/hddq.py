@@ -488,7 +488,7 @@ class HddQueue:
                     waiting.popleft()
                     rider._gates = 0
                     rider._lane = None  # its place in the lane is its carrier's
-                    rider._carried = True  # under this lock, which Task.cancel() takes too
+                    rider._claim_as_carried()  # under this lock, which Task.cancel() takes too
                 if taken:
                     if task._riders is None:
                         task._riders = candidates[:taken]

@@ -84,7 +84,8 @@ class StreamWriteJob:
     _planned_start: Optional[float] = None  # when the current chunk was due
     _riders: Optional[List[Task[Any]]] = None  # later writes riding in this job's op
     _riders_total = 0  # how much data they bring
-    _batch_taken = 0  # how much of the joined chunk the stream took
+    _riders_credited = 0  # how many of them the stream has taken in full
+    _batch_is_text: Optional[bool] = None  # whether the joined chunk is str (None: not known yet)
     written = 0
 
     def __init__(
@@ -110,19 +111,26 @@ class StreamWriteJob:
     # -- what is left -------------------------------------------------------------
 
     def remaining(self) -> Deque[Block]:
-        """The data not yet taken by the stream, as the chunks it will be written in."""
+        """The data not yet taken by the stream, as the chunks it will be written in.
+
+        Worked out from ``written`` alone, since chunks are cut from each block
+        at multiples of the chunk size: this holds for a job carried in another
+        job's op too.
+        """
         pieces: Deque[Block] = collections.deque()
-        chunk = self._chunk
-        index, offset = self._block_index, self._block_offset
-        if chunk is not None and self._chunk_done < len(chunk):
-            pieces.append(_piece(chunk, self._chunk_done, len(chunk)))
-        while index < len(self.blocks):
-            block = self.blocks[index]
-            step = self.chunk_size or max(len(block), 1)
-            while offset < len(block):
-                pieces.append(_piece(block, offset, offset + step))
-                offset += step
-            index, offset = index + 1, 0
+        skip = self.written
+        for block in self.blocks:
+            size = len(block)
+            if skip >= size:
+                skip -= size
+                continue
+            step = self.chunk_size or max(size, 1)
+            end = (skip // step + 1) * step  # the end of the chunk the rest starts in
+            pieces.append(_piece(block, skip, min(end, size)))
+            while end < size:
+                pieces.append(_piece(block, end, end + step))
+                end += step
+            skip = 0
         return pieces
 
     # -- the Job protocol -----------------------------------------------------------
@@ -170,7 +178,9 @@ class StreamWriteJob:
         if not self._may_carry():
             return 0
         room = self.chunk_size - self.total - self._riders_total  # type: ignore[operator]
-        text = isinstance(self.blocks[0], str) if self.blocks else None
+        text = self._batch_is_text
+        if text is None and self.blocks:
+            text = isinstance(self.blocks[0], str)
         count = 0
         for task in tasks:
             job = task._job
@@ -195,6 +205,7 @@ class StreamWriteJob:
             else:
                 self._riders.extend(carried)
             self._riders_total = self.chunk_size - self.total - room  # type: ignore[operator]
+            self._batch_is_text = text
         return count
 
     def _may_carry(self) -> bool:
@@ -211,18 +222,11 @@ class StreamWriteJob:
         ``written`` telling how much of each the stream took.
         """
         results = []
-        if error is None:
-            for rider in self._riders or ():
-                written = rider._job.written = rider._job.total
-                rider.status = written
-                results.append(written)
-        else:
-            taken = self._batch_taken - self.written  # what the stream took beyond this job's own
-            for rider in self._riders or ():
-                job = rider._job
-                rider.status = job.written = min(job.total, taken)
-                taken -= job.written
-                results.append(job.total)  # not delivered: the riders fail with *error*
+        for rider in self._riders or ():
+            job = rider._job
+            if error is None:
+                rider.status = job.written = job.total
+            results.append(job.total)
         return results
 
     def _joined_with_riders(self) -> Optional[Block]:
@@ -237,12 +241,24 @@ class StreamWriteJob:
         return memoryview(b"".join(pieces))  # type: ignore[arg-type]
 
     def _count(self, taken: int) -> None:
-        """Credit *taken* units to this job (its riders are credited at the end)."""
-        if self._riders:
-            self._batch_taken += taken
-            self.written = min(self.total, self._batch_taken)
-        else:
-            self.written += taken
+        """Credit *taken* units to this job, then to its riders in order."""
+        own = min(taken, self.total - self.written)
+        self.written += own
+        taken -= own
+        riders = self._riders
+        if not taken or not riders:
+            return
+        index = self._riders_credited
+        while taken and index < len(riders):
+            rider = riders[index]
+            job = rider._job
+            credit = min(taken, job.total - job.written)
+            job.written += credit
+            rider.status = job.written
+            taken -= credit
+            if job.written == job.total:
+                index += 1
+        self._riders_credited = index
 
     # -- one op ---------------------------------------------------------------------
 

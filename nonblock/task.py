@@ -3,7 +3,7 @@
 A task is made for every write, so what it costs to make and to complete is
 most of what a small write costs.  A plain Future builds a
 ``threading.Condition`` up front (several allocations and a few microseconds)
-that almost nobody waits on.  A Task builds only a plain lock; the Condition,
+that almost nobody waits on.  A Task builds only a lock (re-entrant, as Future's); the Condition,
 around that same lock, is made the first time anything asks for it: a waiter
 that finds the task unfinished, ``add_done_callback``, ``futures.wait``.
 Completing a task nobody waits on never builds one.
@@ -147,7 +147,9 @@ class Task(_FutureBase[_T]):
         # Future.__init__ is not called: it would build the Condition now.  The
         # fields it sets start from class defaults instead (tests/test_task.py
         # checks that none is missing); only the lock is the task's own.
-        self._state_lock = threading.Lock()
+        # Re-entrant, as Future's own: concurrent.futures.wait() holds every
+        # future's Condition while it asks them cancelled() and done().
+        self._state_lock = threading.RLock()
         if on_success is not None:
             self.on_success = on_success
         if on_fail is not None:
@@ -166,8 +168,9 @@ class Task(_FutureBase[_T]):
             with self._state_lock:
                 condition = self._built_condition
                 if condition is None:
-                    self._waiters = []
-                    self._done_callbacks = []
+                    if isinstance(self._done_callbacks, tuple):  # still the class's stand-ins
+                        self._waiters = []
+                        self._done_callbacks = []
                     condition = self._built_condition = threading.Condition(self._state_lock)
         return condition
 
@@ -197,6 +200,12 @@ class Task(_FutureBase[_T]):
     def done(self) -> bool:
         # One read, no lock: a task never leaves a done state.
         return self._state in _DONE_STATES
+
+    def running(self) -> bool:
+        return self._state == RUNNING
+
+    def cancelled(self) -> bool:
+        return self._state in (CANCELLED, CANCELLED_AND_NOTIFIED)
 
     def cancel(self) -> bool:
         """Cancel the task if its work has not started; True if it is cancelled.
@@ -329,6 +338,20 @@ class Task(_FutureBase[_T]):
 
     # -- delivery (called by the engine) -------------------------------------------
 
+    def _claim_as_carried(self) -> None:
+        """Mark a waiting task as started inside another task's op.
+
+        Called by the engine holding its queue's lock, under which cancel() also
+        decides; nothing else changes a waiting task's state, so no task lock is
+        needed.  A watcher that starts watching meanwhile gets RUNNING at most
+        once, and never misses a later change.
+        """
+        self._carried = True
+        self._state = RUNNING
+        self._execution_state = ExecutionState.RUNNING
+        if self._state_queue is not None:
+            self._state_queue.put(ExecutionState.RUNNING)
+
     def _start(self) -> bool:
         """Mark the task RUNNING (both models); False if it was cancelled before it ran."""
         with self._state_lock:
@@ -378,8 +401,6 @@ class Task(_FutureBase[_T]):
 
     def _deliver(self, result: Any, error: Optional[BaseException]) -> None:
         """On the callback thread: walk the states running the callbacks, then complete."""
-        if self._execution_state is ExecutionState.CREATED:
-            self._set_execution_state(ExecutionState.RUNNING)  # a carried task was never started
         self._early = _EarlyOutcome(result, error)
         try:
             if error is None:
@@ -406,10 +427,15 @@ class Task(_FutureBase[_T]):
         hook(self)
 
     def _forget_threads_after_fork(self) -> None:
-        """In a forked child: fresh locks (the parent's may have been held mid-fork)."""
-        self._state_lock = threading.Lock()
+        """In a forked child: fresh locks (the parent's may have been held mid-fork).
+
+        Done-callbacks stay: they run in the child when the task fails there.
+        Waiters (futures.wait() in the parent's other threads) have no thread here.
+        """
+        self._state_lock = threading.RLock()
         self._built_condition = None
-        self._waiters = self._done_callbacks = ()
+        if not isinstance(self._waiters, tuple):
+            self._waiters = []
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} at {id(self):#x} {self._execution_state.value}>"

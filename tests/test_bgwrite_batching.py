@@ -7,8 +7,11 @@ the timing, the writes are all waiting when the first of them gets its turn.
 
 from __future__ import annotations
 
+import fcntl
 import io
+import os
 import threading
+import time
 from typing import Any, Iterator, List, Tuple
 
 import pytest
@@ -16,6 +19,7 @@ from _jobs import CallJob
 from _streams import ShortWriteFile
 
 from nonblock import BackgroundIOPriority, HddQueue, bgwrite, bgwrite_chunk
+from nonblock.hddq import _RIDERS_OFFERED_AT_ONCE as OFFERED_AT_ONCE
 
 # One chunk of 64 KiB per op, no throttling.
 SMALL_CHUNKS = BackgroundIOPriority(0, 65536, 100)
@@ -185,9 +189,68 @@ def test_a_carried_write_has_started_and_cannot_be_cancelled(hq, tmp_path):
     carried = bgwrite(stream, b"carried", queue=hq)
     gate.set()
     assert in_write.wait(60)  # both are in the chunk being written now
+    assert carried.running() and carried.startedWriting and carried.execution_state == "RUNNING"
     assert not carried.cancel()
     release.set()
     assert carrier.result(timeout=60) == 8 and carried.result(timeout=60) == 7
     assert carried.execution_state == "CLOSED"
     stream.close()
     assert path.read_bytes() == b"carrier carried"
+
+
+class BothKinds:
+    """A stream of no io class and no mode, taking str and bytes alike (as some wrappers do)."""
+
+    def __init__(self) -> None:
+        self.parts: List[Any] = []
+
+    def write(self, data: Any) -> int:
+        self.parts.append(data if isinstance(data, str) else bytes(data))
+        return len(data)
+
+
+def test_text_and_bytes_to_a_stream_that_takes_both_are_never_joined(hq):
+    stream = BothKinds()
+    gate = hold_lane(hq, stream)
+    # The first write is empty, so its own data says nothing of the batch's kind,
+    # and the bytes write is the first of the second round of offers.
+    texts = OFFERED_AT_ONCE
+    writes = [bgwrite(stream, b"", queue=hq)]
+    writes += [bgwrite(stream, "x", queue=hq) for _ in range(texts)]
+    writes.append(bgwrite(stream, b"y", queue=hq))
+    gate.set()
+    assert [write.result(timeout=60) for write in writes] == [0] + [1] * texts + [1]
+    assert stream.parts == ["x" * texts, b"y"]
+
+
+def test_a_batch_waiting_for_a_pipe_reports_each_writes_own_progress(hq):
+    read_fd, write_fd = os.pipe()
+    capacity = fcntl.fcntl(write_fd, fcntl.F_GETPIPE_SZ)
+    os.set_blocking(write_fd, False)
+    stream = open(write_fd, "wb", buffering=0)
+    first_data, second_data = pattern(6000, seed=1), pattern(6000, seed=2)
+    try:
+        # One page of room: the batch (larger than PIPE_BUF, so not atomic) stops inside the first write.
+        os.write(write_fd, b"." * (capacity - 4096))
+        gate = hold_lane(hq, stream)
+        first = bgwrite(stream, first_data, queue=hq)
+        second = bgwrite(stream, second_data, queue=hq)
+        gate.set()
+        deadline = time.monotonic() + 60
+        while first.bytes_written == 0:  # the op takes what fits, then waits for room
+            assert time.monotonic() < deadline, "the batch never started"
+            first.wait(0.01)
+        taken = first.bytes_written
+        assert 0 < taken < len(first_data)
+        assert b"".join(first.remainingData) == first_data[taken:]
+        assert b"".join(second.remainingData) == second_data
+        assert second.bytes_written == 0 and second.running() and not second.done()
+        received = b""
+        while len(received) < capacity - 4096 + 12000:
+            received += os.read(read_fd, 1 << 16)
+        assert first.result(timeout=60) == 6000 and second.result(timeout=60) == 6000
+        assert received[capacity - 4096:] == first_data + second_data
+        assert list(first.remainingData) == [] and second.bytes_written == second.status == 6000
+    finally:
+        stream.close()
+        os.close(read_fd)

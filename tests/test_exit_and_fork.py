@@ -21,7 +21,7 @@ import textwrap
 import threading
 import traceback
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Any, Callable, List, Optional
 
 import pytest
 
@@ -360,6 +360,7 @@ class Child(enum.IntEnum):
     CHAINED_WRITE_WRONG_ERROR = 21
     CHAINED_WRITE_WRONG_CAUSE = 22
     CHAINED_WRITE_WROTE_SOMETHING = 23
+    DONE_CALLBACK_NOT_RUN = 30
     RAISED = 99
 
 
@@ -537,6 +538,28 @@ def test_in_a_forked_child_a_write_chained_after_a_parent_write_fails_at_once_an
 
         assert outcome == "OK", f"the forked child failed: {outcome}"
         assert_same_content(pending.drain(), pending.payload)
+
+
+def _done_callback_runs_in_child(pending: PendingPipeWrite, seen: List[Any]) -> Child:
+    pending.close_in_child()
+    if not isinstance(pending.task.exception(timeout=20), RuntimeError):
+        return Child.PARENT_TASK_WRONG_ERROR
+    if len(seen) != 1 or not isinstance(seen[0], RuntimeError):
+        return Child.DONE_CALLBACK_NOT_RUN
+    return Child.OK
+
+
+@needs_fork
+def test_in_a_forked_child_a_done_callback_added_in_the_parent_runs_when_the_task_fails_there():
+    """A Future's done-callbacks go with it into the child, as with a plain Future."""
+    with PendingPipeWrite() as pending:
+        seen: List[Any] = []
+        pending.task.add_done_callback(lambda task: seen.append(task.exception()))
+        outcome = run_in_forked_child(lambda: _done_callback_runs_in_child(pending, seen))
+
+        assert outcome == "OK", f"the forked child failed: {outcome}"
+        assert_same_content(pending.drain(), pending.payload)
+    assert seen == [None]  # in the parent it ran once, when the write was done
 
 
 def _write_and_return_without_waiting(path: str, count: int, size: int) -> None:

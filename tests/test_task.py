@@ -156,3 +156,17 @@ def test_quiet_completion_declines_when_anybody_would_be_told():
     not_now: Task[int] = Task()
     assert not_now._end_io(1, None, False) == (False, None)  # the engine said: not here
     assert not not_now.done()
+
+
+def test_futures_wait_for_the_first_exception_returns_at_once_when_one_has_failed():
+    # wait() holds every future's Condition while it asks them done() and
+    # cancelled(): the lock under a task's Condition must let it ask.
+    failed: Task[int] = Task()
+    failed.set_exception(OSError("boom"))
+    pending: Task[int] = Task()
+    done, not_done = concurrent.futures.wait(
+        [failed, pending], timeout=30, return_when=concurrent.futures.FIRST_EXCEPTION
+    )
+    assert done == {failed} and not_done == {pending}
+    pending.set_result(1)  # and nothing was left holding its lock
+    assert pending.result(timeout=30) == 1
