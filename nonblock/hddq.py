@@ -14,13 +14,18 @@ How the work moves:
   encoding) *without* the disk token, then takes the token, does the IO, gives the
   token back and does the bookkeeping.  So one op touches the disk at a time while
   the sister thread prepares the next one.
+* Before an op, a job may take along the tasks waiting right behind it in its
+  lane (see :class:`Job`): many small writes to one stream then cost one op,
+  one write and one flush.
 * A job that wants to slow down (bandwidth throttling) goes into a timer heap; a
   job whose stream said EAGAIN waits in ``poll()`` for writability.  Neither holds
   the disk token, and a throttled job does not hold an IO thread either.
 * When a job ends, its task's successors are released at once (lane order and
   ``after=`` dependencies), and the outcome goes to the callback thread, which
-  runs the user callbacks and then completes the Future.  IO threads never run
-  user callbacks, so a slow or re-entrant callback cannot stall the disk.
+  runs the user callbacks and then completes the Future; a task with no
+  callbacks is completed by the IO thread itself when that keeps the order.
+  IO threads never run user code, so a slow or re-entrant callback cannot
+  stall the disk.
 
 The module also owns the per-process default queue, its drain at interpreter
 exit and its reset in a forked child.
@@ -172,9 +177,9 @@ class Job(Protocol):
     A task it takes is *carried*: it leaves the lane, can no longer be
     cancelled, and its work is done by this job's ops.  Carried tasks share
     the fate of the task that carries them: when it ends, the queue asks
-    ``rider_results(error)`` for their results (in order) if *error* is None,
-    and ends them right after it, each with its result or with *error*.  That
-    is how many small writes to one stream become one op.
+    ``rider_results(error)`` (*error* is that task's, or None) for their
+    results, in order, and ends them right after it: each with its result, or
+    all with *error*.  That is how many small writes to one stream become one op.
     """
 
     def prepare(self) -> None: ...

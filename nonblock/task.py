@@ -8,9 +8,9 @@ around that same lock, is made the first time anything asks for it: a waiter
 that finds the task unfinished, ``add_done_callback``, ``futures.wait``.
 Completing a task nobody waits on never builds one.
 
-Why that is safe: every change of the Future's state happens holding the lock,
-and a waiter builds the Condition *before* it takes the lock to look at the
-state.  So a completion that finds no Condition while holding the lock knows
+Why that is safe: every change that completes the Future happens holding the
+lock, and a waiter builds the Condition *before* it takes the lock to look at
+the state.  So a completion that finds no Condition while holding the lock knows
 that any later waiter will see the finished state under that lock, and one
 that finds a Condition notifies it as Future does.
 
