@@ -11,7 +11,9 @@ unchanged; what happens underneath is different:
 * ``chainAfter`` starts the write the moment its predecessor ends; a failed
   predecessor fails its successors (``PredecessorFailed``, with the original
   error as ``__cause__``) and they write nothing;
-* writes to the same stream land in call order and never interleave;
+* writes to the same stream land in call order and never interleave, and
+  small ones waiting one behind another are joined into one chunk: one
+  write() and one flush for the lot, each task ending when that flush is done;
 * short writes and EAGAIN deliver every byte exactly once;
 * every error is recorded on the task, and ``finished`` becomes True anyway;
 * ``bandwidthPct`` p gives p percent of the unthrottled rate.
@@ -216,7 +218,9 @@ def bgwrite(
     *data* is a str, a bytes-like object, or a list or tuple of them.  A single
     str or bytes payload is cut into chunks of the profile's
     ``defaultChunkSize``; each list item is written as one chunk.  Every chunk
-    is flushed after it is written.
+    is flushed after it is written.  One-chunk writes to the same stream that
+    are waiting one behind another share a chunk (and its fate, should the
+    write or flush fail); see the README's "Small writes ride together".
 
     *closeWhenFinished* closes *fileObj* after the last chunk (also after a
     failure).  *chainAfter* holds this write until that one has finished; if
