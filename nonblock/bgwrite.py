@@ -114,9 +114,7 @@ class BackgroundWriteProcess(Task[int]):
         # The constructor's work, with every argument positional: bgwrite() calls
         # this directly, because calling a class with keywords costs more than a
         # small write can spare.
-        profile = IO_PRIORITY_PROFILES.get(ioPrio) if type(ioPrio) is int else None
-        if profile is None:
-            profile = resolve_priority(ioPrio)
+        profile = resolve_priority(ioPrio)
         if chainAfter is not None and not isinstance(chainAfter, BackgroundWriteProcess):
             raise _checks.WrongTypeError(
                 f"chainAfter must be a BackgroundWriteProcess or None, not {_checks.show(chainAfter)}"
@@ -126,16 +124,10 @@ class BackgroundWriteProcess(Task[int]):
         if queue is not None and not isinstance(queue, HddQueue):
             raise TypeError(f"queue must be an HddQueue or None, not {_checks.show(queue)}")
         _check_stream(fileObj, fsync)
-        kind = _KIND_BY_CLASS.get(type(fileObj))
-        if kind is None or kind is _UNKNOWN:
-            kind = _stream_kind(fileObj)  # a new class, or one that only its mode can tell
+        kind = _stream_kind(fileObj)
         if kind is _TEXT:
             _refuse_nonblocking_text(fileObj)
-        if type(dataBlocks) is bytes and kind is _BINARY:  # the common case, spelled out
-            blocks: Sequence[Block] = (dataBlocks,) if dataBlocks else ()
-            is_list = False
-        else:
-            blocks, is_list = _payload_blocks(dataBlocks, kind)
+        blocks, is_list = _payload_blocks(dataBlocks, kind)
         Task.__init__(self)
         if on_success is not None or on_fail is not None or on_end is not None:
             _checks.optional_callables(on_success=on_success, on_fail=on_fail, on_end=on_end)

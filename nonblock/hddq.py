@@ -489,16 +489,17 @@ class HddQueue:
                         break
                     candidates.append(successor)
                 taken = take_along(candidates) if candidates else 0
-                for rider in candidates[:taken]:
+                riders = candidates[:taken]
+                for rider in riders:
                     waiting.popleft()
                     rider._gates = 0
                     rider._lane = None  # its place in the lane is its carrier's
                     rider._claim_as_carried()  # under this lock, which Task.cancel() takes too
-                if taken:
+                if riders:
                     if task._riders is None:
-                        task._riders = candidates[:taken]
+                        task._riders = riders
                     else:
-                        task._riders.extend(candidates[:taken])
+                        task._riders.extend(riders)
                 if taken < _RIDERS_OFFERED_AT_ONCE:
                     return
 

@@ -43,6 +43,21 @@ def hold_lane(queue: HddQueue, stream: Any) -> threading.Event:
     return gate
 
 
+class FirstWriteHeld(io.FileIO):
+    """A real file whose first write() waits for ``release`` (and sets ``in_write`` first)."""
+
+    def __init__(self, path: str, mode: str) -> None:
+        super().__init__(path, mode)
+        self.in_write = threading.Event()
+        self.release = threading.Event()
+
+    def write(self, data: Any) -> int:
+        if not self.in_write.is_set():
+            self.in_write.set()
+            assert self.release.wait(60)
+        return super().write(data)
+
+
 def counting_file(tmp_path: Any, name: str) -> Tuple[Any, ShortWriteFile]:
     raw = ShortWriteFile(str(tmp_path / name), limit=1 << 30)  # takes everything, counts calls
     return tmp_path / name, raw
@@ -152,21 +167,11 @@ def test_a_write_queued_while_the_batch_is_written_goes_in_the_next_op(hq, tmp_p
     # A stream whose first write() waits: writes queued meanwhile cannot join the
     # chunk already being written, and still land after it.
     path = tmp_path / "later"
-    in_write = threading.Event()
-    release = threading.Event()
-
-    class SlowFirstWrite(io.FileIO):
-        def write(self, data: Any) -> int:
-            if not in_write.is_set():
-                in_write.set()
-                assert release.wait(60)
-            return super().write(data)
-
-    stream = SlowFirstWrite(str(path), "w")
+    stream = FirstWriteHeld(str(path), "w")
     first = bgwrite(stream, b"first ", queue=hq)
-    assert in_write.wait(60)
+    assert stream.in_write.wait(60)
     later = bgwrite(stream, b"later", queue=hq)
-    release.set()
+    stream.release.set()
     assert first.result(timeout=60) == 6 and later.result(timeout=60) == 5
     stream.close()
     assert path.read_bytes() == b"first later"
@@ -174,24 +179,15 @@ def test_a_write_queued_while_the_batch_is_written_goes_in_the_next_op(hq, tmp_p
 
 def test_a_carried_write_has_started_and_cannot_be_cancelled(hq, tmp_path):
     path = tmp_path / "started"
-    in_write = threading.Event()
-    release = threading.Event()
-
-    class SlowWrite(io.FileIO):
-        def write(self, data: Any) -> int:
-            in_write.set()
-            assert release.wait(60)
-            return super().write(data)
-
-    stream = SlowWrite(str(path), "w")
+    stream = FirstWriteHeld(str(path), "w")
     gate = hold_lane(hq, stream)
     carrier = bgwrite(stream, b"carrier ", queue=hq)
     carried = bgwrite(stream, b"carried", queue=hq)
     gate.set()
-    assert in_write.wait(60)  # both are in the chunk being written now
+    assert stream.in_write.wait(60)  # both are in the chunk being written now
     assert carried.running() and carried.startedWriting and carried.execution_state == "RUNNING"
     assert not carried.cancel()
-    release.set()
+    stream.release.set()
     assert carrier.result(timeout=60) == 8 and carried.result(timeout=60) == 7
     assert carried.execution_state == "CLOSED"
     stream.close()
