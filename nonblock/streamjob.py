@@ -67,9 +67,12 @@ class StreamWriteJob:
     for a text stream) written; ``task.status`` follows it as it grows.
     """
 
-    # One is made per write, so a new job stores only what its caller gave; the
-    # state of a write under way starts from these class defaults, and what the
-    # stream is like is looked up on the first op (a carried job never has one).
+    # One is made per write, so a new job stores only what its caller gave and
+    # ``written``, which every job sets later (set late, it would not fit the
+    # instance layout CPython 3.11 fixes after a class's first few instances,
+    # and each job would build a dict).  The state of a write under way starts
+    # from these class defaults, and what the stream is like is looked up on
+    # the first op (a carried job never has one).
     _none_means_eagain: Optional[bool] = None
     _has_flush = False
     _block_index = 0
@@ -86,7 +89,6 @@ class StreamWriteJob:
     _riders_total = 0  # how much data they bring
     _riders_credited = 0  # how many of them the stream has taken in full
     _batch_is_text: Optional[bool] = None  # whether the joined chunk is str (None: not known yet)
-    written = 0
 
     def __init__(
         self,
@@ -107,6 +109,7 @@ class StreamWriteJob:
         self.close_when_finished = close_when_finished
         self.fsync = fsync
         self.total = sum(map(len, blocks)) if total is None else total
+        self.written = 0
 
     # -- what is left -------------------------------------------------------------
 

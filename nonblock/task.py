@@ -107,35 +107,45 @@ class Task(_FutureBase[_T]):
         that raises is logged to the ``nonblock`` logger and the others still run.
     """
 
+    # What every task sets in its life lives in slots, set in __init__.  Left to
+    # the instance dict, a field first set late (by an IO thread, say) does not
+    # fit CPython 3.11's shared-key layout, which a class fixes after its first
+    # few instances: each such task would build a dict of its own, about a
+    # microsecond, as much as the rest of a small write's bookkeeping.
+    __slots__ = (
+        "_state_lock", "_state", "_result", "_execution_state", "status", "_io_done",
+        "_queue", "_job", "_lane", "_gates", "_carried",
+    )
+    _state_lock: threading.RLock
+    _state: str
+    _result: Any
+    _execution_state: ExecutionState
+    status: Any
+    _io_done: bool
+    # The engine's bookkeeping (see nonblock.hddq), owned by the queue the task is submitted to.
+    _queue: Any
+    _job: Any
+    _lane: Any
+    _gates: int
+    _carried: bool  # carried by another task's op (set under the queue's lock)
+
+    # What few tasks ever set: read from these class defaults until then.
     # Future's lists of waiters and done-callbacks are only ever added to by code
     # holding the Condition, so they are made with it; until then these empty
     # tuples stand in for them.
-    _state = PENDING
-    _result: Any = None
     _exception: Optional[BaseException] = None
-    _execution_state = ExecutionState.CREATED
     _built_condition: Optional[threading.Condition] = None
     _waiters: Any = ()
     _done_callbacks: Any = ()
-
-    # Defaults read from the class until a task sets its own: fewer stores per task.
     on_success: Optional[Callback] = None
     on_fail: Optional[Callback] = None
     on_end: Optional[Callback] = None
-    status: Any = None
     _state_queue: Optional[queue.Queue[ExecutionState]] = None
     _early: Optional[_EarlyOutcome] = None
-    _io_done = False
     _io_exception: Optional[BaseException] = None
     _io_hooks: Optional[List[Callable[[Task[Any]], None]]] = None
-    # The engine's bookkeeping (see nonblock.hddq), owned by the queue the task is submitted to.
-    _queue: Any = None
-    _job: Any = None
-    _lane: Any = None
-    _gates = 0
     _abandon_cause: Optional[BaseException] = None
     _riders: Optional[List[Task[Any]]] = None  # tasks whose work this task's op carries
-    _carried = False  # carried by another task's op (set under the queue's lock)
 
     def __init__(
         self,
@@ -145,11 +155,16 @@ class Task(_FutureBase[_T]):
         on_end: Optional[Callback] = None,
     ) -> None:
         # Future.__init__ is not called: it would build the Condition now.  The
-        # fields it sets start from class defaults instead (tests/test_task.py
-        # checks that none is missing); only the lock is the task's own.
-        # Re-entrant, as Future's own: concurrent.futures.wait() holds every
-        # future's Condition while it asks them cancelled() and done().
+        # fields it sets are slots set here or class defaults (tests/test_task.py
+        # checks that none is missing).  The lock is re-entrant, as Future's own:
+        # concurrent.futures.wait() holds every future's Condition while it asks
+        # them cancelled() and done().
         self._state_lock = threading.RLock()
+        self._state = PENDING
+        self._result = self.status = self._queue = self._job = self._lane = None
+        self._execution_state = ExecutionState.CREATED
+        self._io_done = self._carried = False
+        self._gates = 0
         if on_success is not None:
             self.on_success = on_success
         if on_fail is not None:
