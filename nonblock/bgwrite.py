@@ -72,12 +72,17 @@ class BackgroundWriteProcess(Task[int]):
     :class:`concurrent.futures.Future` offers.
     """
 
-    # Defaults read from the class until set: one write makes one of these, so
-    # every store saved counts.
-    closeWhenFinished = False
-    chainAfter: Optional[BackgroundWriteProcess] = None
-    _target_queue: Optional[HddQueue] = None
-    _started = False
+    # Slots, for the reason Task gives: a field that only some writes set would
+    # otherwise cost those writes a dict of their own.
+    __slots__ = ("fileObj", "closeWhenFinished", "chainAfter", "ioPrio", "_write_job",
+                 "_target_queue", "_started")
+    fileObj: Any
+    closeWhenFinished: bool
+    chainAfter: Optional[BackgroundWriteProcess]
+    ioPrio: BackgroundIOPriority
+    _write_job: StreamWriteJob
+    _target_queue: Optional[HddQueue]
+    _started: bool
 
     def __init__(
         self,
@@ -133,19 +138,17 @@ class BackgroundWriteProcess(Task[int]):
             _checks.optional_callables(on_success=on_success, on_fail=on_fail, on_end=on_end)
             self.on_success, self.on_fail, self.on_end = on_success, on_fail, on_end
         self.fileObj = fileObj
-        if closeWhenFinished:
-            self.closeWhenFinished = True
-        if chainAfter is not None:
-            self.chainAfter = chainAfter
+        self.closeWhenFinished = closeWhenFinished = bool(closeWhenFinished)
+        self.chainAfter = chainAfter
         self.ioPrio = profile
         if chunkSize is None and not is_list:
             chunkSize = profile.defaultChunkSize
         self._write_job = StreamWriteJob(
             fileObj, blocks, chunkSize, profile.bandwidthPct, profile.numChunksRateSmoothing,
-            self.closeWhenFinished, bool(fsync), len(dataBlocks) if type(dataBlocks) is bytes else None,
+            closeWhenFinished, bool(fsync), len(dataBlocks) if type(dataBlocks) is bytes else None,
         )
-        if queue is not None:
-            self._target_queue = queue
+        self._target_queue = queue
+        self._started = False
 
     def start(self) -> None:
         """Queue the write.  bgwrite() does this; calling it twice is a RuntimeError."""

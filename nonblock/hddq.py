@@ -58,7 +58,7 @@ from typing import (
     Tuple,
 )
 
-from nonblock.task import PENDING, ExecutionState, Task
+from nonblock.task import _CREATED, PENDING, ExecutionState, Task
 
 __all__ = [
     "ExecutionState",
@@ -438,7 +438,7 @@ class HddQueue:
         """Run the task's next op; False if the disk was taken and the task was put back."""
         job = task._job
         assert job is not None
-        if task._execution_state is ExecutionState.CREATED and not task._start():
+        if task._execution_state is _CREATED and not task._start():
             self._abandon_cancelled(task, job)
             return True
         try:

@@ -69,6 +69,13 @@ class ExecutionState(str, enum.Enum):
         return self.value
 
 
+# The states a task passes through on every write, as plain module names: reading
+# a member off an Enum class costs about 0.1 µs on CPython 3.11, per use.
+_CREATED = ExecutionState.CREATED
+_RUNNING = ExecutionState.RUNNING
+_CLOSED = ExecutionState.CLOSED
+
+
 class _EarlyOutcome:
     """The outcome of a task whose callbacks are running, visible to those callbacks.
 
@@ -162,7 +169,7 @@ class Task(_FutureBase[_T]):
         self._state_lock = threading.RLock()
         self._state = PENDING
         self._result = self.status = self._queue = self._job = self._lane = None
-        self._execution_state = ExecutionState.CREATED
+        self._execution_state = _CREATED
         self._io_done = self._carried = False
         self._gates = 0
         if on_success is not None:
@@ -363,22 +370,22 @@ class Task(_FutureBase[_T]):
         """
         self._carried = True
         self._state = RUNNING
-        self._execution_state = ExecutionState.RUNNING
+        self._execution_state = _RUNNING
         if self._state_queue is not None:
-            self._state_queue.put(ExecutionState.RUNNING)
+            self._state_queue.put(_RUNNING)
 
     def _start(self) -> bool:
         """Mark the task RUNNING (both models); False if it was cancelled before it ran."""
         with self._state_lock:
             if self._state == PENDING:
                 self._state = RUNNING
-                self._execution_state = ExecutionState.RUNNING
+                self._execution_state = _RUNNING
                 if self._state_queue is not None:
-                    self._state_queue.put(ExecutionState.RUNNING)
+                    self._state_queue.put(_RUNNING)
                 return True
         if not self.set_running_or_notify_cancel():
             return False
-        self._set_execution_state(ExecutionState.RUNNING)
+        self._set_execution_state(_RUNNING)
         return True
 
     def _end_io(
@@ -406,7 +413,7 @@ class Task(_FutureBase[_T]):
                 or self._state in _DONE_STATES
             ):
                 return False, hooks
-            self._execution_state = ExecutionState.CLOSED
+            self._execution_state = _CLOSED
             if self._built_condition is None and error is None:
                 self._result = result
                 self._state = FINISHED
