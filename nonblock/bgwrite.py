@@ -74,15 +74,13 @@ class BackgroundWriteProcess(Task[int]):
 
     # Slots, for the reason Task gives: a field that only some writes set would
     # otherwise cost those writes a dict of their own.
-    __slots__ = ("fileObj", "closeWhenFinished", "chainAfter", "ioPrio", "_write_job",
-                 "_target_queue", "_started")
+    __slots__ = ("fileObj", "closeWhenFinished", "chainAfter", "ioPrio", "_write_job", "_target_queue")
     fileObj: Any
     closeWhenFinished: bool
     chainAfter: Optional[BackgroundWriteProcess]
     ioPrio: BackgroundIOPriority
     _write_job: StreamWriteJob
     _target_queue: Optional[HddQueue]
-    _started: bool
 
     def __init__(
         self,
@@ -148,16 +146,16 @@ class BackgroundWriteProcess(Task[int]):
             closeWhenFinished, bool(fsync), len(dataBlocks) if type(dataBlocks) is bytes else None,
         )
         self._target_queue = queue
-        self._started = False
 
     def start(self) -> None:
         """Queue the write.  bgwrite() does this; calling it twice is a RuntimeError."""
-        if self._started:
+        if self._queue is not None:
             raise RuntimeError("a BackgroundWriteProcess can be started only once")
         target = self._target_queue if self._target_queue is not None else default_queue()
-        after = () if self.chainAfter is None else (self.chainAfter,)
-        target.submit_job(self._write_job, self, lane=self.fileObj, after=after)
-        self._started = True
+        if self.chainAfter is None:
+            target._submit(self._write_job, self, self.fileObj, ())  # submit_job, minus its checks
+        else:
+            target.submit_job(self._write_job, self, lane=self.fileObj, after=(self.chainAfter,))
 
     @property
     def remainingData(self) -> Deque[Block]:
@@ -192,7 +190,7 @@ class BackgroundWriteProcess(Task[int]):
 
     def is_alive(self) -> bool:
         """True from start() until finished, like ``Thread.is_alive``."""
-        return self._started and not self.done()
+        return self._queue is not None and not self.done()
 
 
 def bgwrite(

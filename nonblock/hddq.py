@@ -55,6 +55,7 @@ from typing import (
     List,
     Optional,
     Protocol,
+    Sequence,
     Tuple,
 )
 
@@ -262,7 +263,12 @@ class HddQueue:
         """
         if task is None:
             task = Task()
-        predecessors = _checked_predecessors(task, after) if after else ()
+        return self._submit(job, task, lane, _checked_predecessors(task, after) if after else ())
+
+    def _submit(
+        self, job: Job, task: Task[Any], lane: Optional[Hashable], predecessors: Sequence[Task[Any]]
+    ) -> Task[Any]:
+        """submit_job() once its arguments are checked; all positional, for the callers of small writes."""
         with self._lock:
             if self._shutdown_requested:
                 raise QueueShutdown(f"the HDD queue {self.name!r} has been shut down")

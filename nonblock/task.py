@@ -21,6 +21,7 @@ the queue's own (it would wait for itself).
 
 from __future__ import annotations
 
+import _thread
 import concurrent.futures
 import enum
 import logging
@@ -166,7 +167,7 @@ class Task(_FutureBase[_T]):
         # checks that none is missing).  The lock is re-entrant, as Future's own:
         # concurrent.futures.wait() holds every future's Condition while it asks
         # them cancelled() and done().
-        self._state_lock = threading.RLock()
+        self._state_lock = _thread.RLock()  # threading.RLock() is a Python call around this
         self._state = PENDING
         self._result = self.status = self._queue = self._job = self._lane = None
         self._execution_state = _CREATED
@@ -454,7 +455,7 @@ class Task(_FutureBase[_T]):
         Done-callbacks stay: they run in the child when the task fails there.
         Waiters (futures.wait() in the parent's other threads) have no thread here.
         """
-        self._state_lock = threading.RLock()
+        self._state_lock = _thread.RLock()
         self._built_condition = None
         if not isinstance(self._waiters, tuple):
             self._waiters = []
