@@ -59,7 +59,7 @@ from typing import (
     Tuple,
 )
 
-from nonblock.task import _CREATED, PENDING, ExecutionState, Task
+from nonblock.task import _CREATED, PENDING, ExecutionState, Task, end_io_in_order
 
 __all__ = [
     "ExecutionState",
@@ -568,26 +568,15 @@ class HddQueue:
         # predecessor handed to the callback thread counted itself there before
         # this task could even start.  Once one task is handed over, the ones
         # it carried follow it there.
-        quietly = self._undelivered == 0
-        completed: List[Task[Any]] = []
-        handed_over: List[Tuple[Task[Any], Any, Optional[BaseException]]] = []
-        hooks: List[Tuple[Callable[[Task[Any]], None], Task[Any]]] = []
-        ending = 1
         riders = task._riders
         if riders:
             task._riders = None
-            ending += len(riders)
-            members = zip((task, *riders), (result, *task._job.rider_results(error)))
+            members: Sequence[Task[Any]] = (task, *riders)
+            results: Sequence[Any] = (result, *task._job.rider_results(error))
         else:
-            members = zip((task,), (result,))
-        for member, member_result in members:
-            quietly, member_hooks = member._end_io(member_result, error, quietly)
-            if quietly:
-                completed.append(member)
-            else:
-                handed_over.append((member, member_result, error))
-            if member_hooks:
-                hooks.extend((hook, member) for hook in member_hooks)
+            members, results = (task,), (result,)
+        ending = len(members)
+        completed, handed_over, hooks = end_io_in_order(members, results, error, self._undelivered == 0)
         with self._lock:
             self._io_pending -= ending
             lane = task._lane

@@ -6,7 +6,11 @@ most of what a small write costs.  A plain Future builds a
 that almost nobody waits on.  A Task builds only a lock (re-entrant, as Future's); the Condition,
 around that same lock, is made the first time anything asks for it: a waiter
 that finds the task unfinished, ``add_done_callback``, ``futures.wait``.
-Completing a task nobody waits on never builds one.
+Completing a task nobody waits on never builds one.  Nor is the lock made up
+front: a task makes it the first time anything needs it (a waiter, a callback,
+a watcher of its states, a cancel), under one module-wide guard, and the
+engine completes a task that has none under that same guard.  A batch of
+small writes then ends under one lock acquisition, not one per task.
 
 Why that is safe: every change that completes the Future happens holding the
 lock, and a waiter builds the Condition *before* it takes the lock to look at
@@ -25,6 +29,7 @@ import _thread
 import concurrent.futures
 import enum
 import logging
+import os
 import queue
 import threading
 import time
@@ -35,14 +40,14 @@ from concurrent.futures._base import (  # the state names Future itself uses
     PENDING,
     RUNNING,
 )
-from typing import TYPE_CHECKING, Any, Callable, Generator, List, Optional, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Generator, Iterable, List, Optional, Sequence, Tuple, TypeVar
 
 if TYPE_CHECKING:
     from concurrent.futures import Future as _FutureBase
 else:
     _FutureBase = concurrent.futures.Future
 
-__all__ = ["PENDING", "ExecutionState", "Task"]
+__all__ = ["PENDING", "ExecutionState", "Task", "end_io_in_order"]
 
 logger = logging.getLogger("nonblock")
 
@@ -121,10 +126,10 @@ class Task(_FutureBase[_T]):
     # few instances: each such task would build a dict of its own, about a
     # microsecond, as much as the rest of a small write's bookkeeping.
     __slots__ = (
-        "_state_lock", "_state", "_result", "_execution_state", "status", "_io_done",
+        "_own_lock", "_state", "_result", "_execution_state", "status", "_io_done",
         "_queue", "_job", "_lane", "_gates", "_carried",
     )
-    _state_lock: threading.RLock
+    _own_lock: Optional[threading.RLock]  # made on first need: see _state_lock
     _state: str
     _result: Any
     _execution_state: ExecutionState
@@ -164,12 +169,9 @@ class Task(_FutureBase[_T]):
     ) -> None:
         # Future.__init__ is not called: it would build the Condition now.  The
         # fields it sets are slots set here or class defaults (tests/test_task.py
-        # checks that none is missing).  The lock is re-entrant, as Future's own:
-        # concurrent.futures.wait() holds every future's Condition while it asks
-        # them cancelled() and done().
-        self._state_lock = _thread.RLock()  # threading.RLock() is a Python call around this
+        # checks that none is missing).
         self._state = PENDING
-        self._result = self.status = self._queue = self._job = self._lane = None
+        self._own_lock = self._result = self.status = self._queue = self._job = self._lane = None
         self._execution_state = _CREATED
         self._io_done = self._carried = False
         self._gates = 0
@@ -179,6 +181,25 @@ class Task(_FutureBase[_T]):
             self.on_fail = on_fail
         if on_end is not None:
             self.on_end = on_end
+
+    @property
+    def _state_lock(self) -> threading.RLock:
+        """The task's lock, made the first time it is needed.
+
+        Made under the module's guard, which the engine also holds while it
+        completes tasks that have no lock: so a completion either finds no lock
+        and is done before anyone can make one, or finds one and takes it.
+        Re-entrant, as Future's own: concurrent.futures.wait() holds every
+        future's Condition while it asks them cancelled() and done().
+        """
+        lock = self._own_lock
+        if lock is None:
+            with _lock_guard:
+                lock = self._own_lock
+                if lock is None:
+                    # threading.RLock() is a Python function around this.
+                    lock = self._own_lock = _thread.RLock()
+        return lock
 
     @property
     def _condition(self) -> threading.Condition:  # type: ignore[override]
@@ -194,7 +215,7 @@ class Task(_FutureBase[_T]):
                     if isinstance(self._done_callbacks, tuple):  # still the class's stand-ins
                         self._waiters = []
                         self._done_callbacks = []
-                    condition = self._built_condition = threading.Condition(self._state_lock)
+                    condition = self._built_condition = threading.Condition(self._own_lock)
         return condition
 
     # -- thread_manager's model ------------------------------------------------
@@ -377,6 +398,13 @@ class Task(_FutureBase[_T]):
 
     def _start(self) -> bool:
         """Mark the task RUNNING (both models); False if it was cancelled before it ran."""
+        if self._own_lock is None:
+            with _lock_guard:
+                if self._own_lock is None:
+                    # Without a lock nobody has cancelled it or watches it.
+                    self._state = RUNNING
+                    self._execution_state = _RUNNING
+                    return True
         with self._state_lock:
             if self._state == PENDING:
                 self._state = RUNNING
@@ -455,13 +483,76 @@ class Task(_FutureBase[_T]):
         Done-callbacks stay: they run in the child when the task fails there.
         Waiters (futures.wait() in the parent's other threads) have no thread here.
         """
-        self._state_lock = _thread.RLock()
+        self._own_lock = None
         self._built_condition = None
         if not isinstance(self._waiters, tuple):
             self._waiters = []
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} at {id(self):#x} {self._execution_state.value}>"
+
+
+def end_io_in_order(
+    tasks: Sequence[Task[Any]], results: Iterable[Any], error: Optional[BaseException], quietly: bool
+) -> Tuple[List[Task[Any]], List[Tuple[Task[Any], Any, Optional[BaseException]]],
+           List[Tuple[Callable[[Task[Any]], None], Task[Any]]]]:
+    """For the engine: record the end of IO of *tasks* (each with its result, all with *error*).
+
+    What :meth:`Task._end_io` does for one task, for tasks that end together
+    (a write and the small writes it carried), in order.  Returns the tasks
+    completed here, the (task, result, error) to hand to the callback thread
+    (every one after the first that cannot be completed quietly, to keep the
+    order), and the (hook, task) pairs now due.
+    """
+    completed: List[Task[Any]] = []
+    handed_over: List[Tuple[Task[Any], Any, Optional[BaseException]]] = []
+    hooks: List[Tuple[Callable[[Task[Any]], None], Task[Any]]] = []
+    guard = _lock_guard
+    guard.acquire()
+    try:
+        for task, result in zip(tasks, results):
+            if (
+                quietly and task._own_lock is None and task.on_success is None
+                and task.on_fail is None and task.on_end is None
+            ):
+                # No lock: nobody waits on it, watches it, cancelled it or hooked
+                # on its end, since each of those makes the lock first, under the
+                # guard held here.  So it is completed without one.
+                task._io_done = True
+                task._execution_state = _CLOSED
+                if error is None:
+                    task._result = result
+                else:
+                    task._io_exception = task._exception = error
+                task._state = FINISHED  # last: done() and result() read without a lock
+                completed.append(task)
+                continue
+            guard.release()
+            try:
+                quietly, task_hooks = task._end_io(result, error, quietly)
+            finally:
+                guard.acquire()
+            if quietly:
+                completed.append(task)
+            else:
+                handed_over.append((task, result, error))
+            if task_hooks:
+                hooks.extend((hook, task) for hook in task_hooks)
+    finally:
+        guard.release()
+    return completed, handed_over, hooks
+
+
+def _make_new_lock_guard() -> None:
+    # In a forked child: the guard may have been held by a thread that is gone.
+    global _lock_guard
+    _lock_guard = threading.Lock()
+
+
+# Held while a task makes its lock, and while the engine completes tasks that have none.
+_lock_guard = threading.Lock()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_make_new_lock_guard)
 
 
 def _run_callback(callback: Optional[Callback], argument: Any, role: str, task: Task[Any]) -> None:

@@ -8,12 +8,13 @@ task completes, done-callbacks, futures.wait and as_completed, cancellation.
 from __future__ import annotations
 
 import concurrent.futures
+import sys
 import threading
-from typing import Any, List
+from typing import Any, List, Optional
 
 import pytest
 
-from nonblock.task import ExecutionState, Task
+from nonblock.task import ExecutionState, Task, end_io_in_order
 
 
 def test_a_task_has_every_field_a_future_has():
@@ -156,6 +157,103 @@ def test_quiet_completion_declines_when_anybody_would_be_told():
     not_now: Task[int] = Task()
     assert not_now._end_io(1, None, False) == (False, None)  # the engine said: not here
     assert not not_now.done()
+
+
+def test_tasks_ending_together_are_completed_in_order_until_one_needs_the_callback_thread():
+    plain = [Task() for _ in range(3)]
+    waited_on: Task[int] = Task()
+    waiter_saw: List[Any] = []
+    waiter = _wait_in_a_thread(waited_on, "result", waiter_saw)
+    with_callback: Task[int] = Task(on_success=lambda result: None)
+    after_it: Task[int] = Task()
+    tasks = [plain[0], waited_on, plain[1], with_callback, after_it, plain[2]]
+    completed, handed_over, hooks = end_io_in_order(tasks, [0, 1, 2, 3, 4, 5], None, True)
+    waiter.join()
+    assert completed == [plain[0], waited_on, plain[1]] and waiter_saw == [1]
+    # From the first task with a callback on, every one goes to the callback
+    # thread, so that none completes before the one ahead of it.
+    assert handed_over == [(with_callback, 3, None), (after_it, 4, None), (plain[2], 5, None)]
+    assert hooks == []
+    assert [task.result() for task in completed] == [0, 1, 2]
+    assert all(task.execution_state is ExecutionState.CLOSED for task in completed)
+    assert not any(task.done() for task, _, _ in handed_over)
+
+
+def test_tasks_ending_together_with_an_error_all_carry_it_and_release_their_hooks():
+    error = OSError(28, "No space left on device")
+    tasks = [Task() for _ in range(3)]
+    released: List[Task[Any]] = []
+    tasks[1]._when_io_done(released.append)
+    completed, handed_over, hooks = end_io_in_order(tasks, [None] * 3, error, True)
+    assert completed == tasks and handed_over == []
+    assert hooks == [(released.append, tasks[1])]
+    for task in tasks:
+        assert task.exception() is error and task._io_exception is error
+
+
+@pytest.mark.parametrize("how", ["result", "wait", "exception", "done_callback"])
+def test_waiters_that_arrive_while_tasks_end_together_all_wake(how):
+    # The engine completes tasks that have no lock under the module's guard,
+    # which is also where a waiter makes its task's lock: a waiter arriving at
+    # any moment either finds the task done or is woken.  A lost wake-up hangs
+    # here (the pytest timeout turns that into a failure).  Threads switch as
+    # often as the interpreter allows, so that the waiter lands in every gap.
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        _race_waiters_against_ending_together(how)
+    finally:
+        sys.setswitchinterval(switch_interval)
+
+
+def _race_waiters_against_ending_together(how: str) -> None:
+    for _ in range(300):
+        tasks = [Task() for _ in range(4)]
+        seen: List[Any] = []
+        if how == "done_callback":
+            called = threading.Event()
+            adder = threading.Thread(
+                target=tasks[2].add_done_callback, args=(lambda t, called=called: called.set(),)
+            )
+            adder.start()
+            _, handed_over, _ = end_io_in_order(tasks, [7] * 4, None, True)
+            for task, result, error in handed_over:  # as the callback thread does
+                task._deliver(result, error)
+            adder.join()
+            assert called.wait(30)
+            continue
+        thread = _wait_in_a_thread(tasks[2], how, seen)
+        end_io_in_order(tasks, [7] * 4, None, True)
+        thread.join()
+        assert seen == [{"result": 7, "wait": True, "exception": None}[how]]
+
+
+class _LetsAWaiterInWhileItEnds(Task[int]):
+    """A task that starts a waiter at the worst moment: while the engine is ending it.
+
+    Reading ``on_success`` is part of deciding to complete a task without a
+    lock.  Here that read starts a thread that waits on the task, and gives it
+    time to get as far as it can before the decision goes on.
+    """
+
+    waiter: Optional[threading.Thread] = None
+
+    @property  # type: ignore[override]
+    def on_success(self) -> None:
+        if self.waiter is None:
+            self.waiter = threading.Thread(target=self.wait)
+            self.waiter.start()
+            self.waiter.join(0.2)  # it should be held (at the guard), not gone to sleep
+        return None
+
+
+def test_a_waiter_that_arrives_while_its_task_ends_without_a_lock_is_not_forgotten():
+    task = _LetsAWaiterInWhileItEnds()
+    completed, _, _ = end_io_in_order([task], [3], None, True)
+    assert task.waiter is not None
+    task.waiter.join(30)
+    assert not task.waiter.is_alive(), "the waiter missed the completion and sleeps on"
+    assert completed == [task] and task.result() == 3
 
 
 def test_futures_wait_for_the_first_exception_returns_at_once_when_one_has_failed():
