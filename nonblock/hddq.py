@@ -59,7 +59,7 @@ from typing import (
     Tuple,
 )
 
-from nonblock.task import _CREATED, PENDING, ExecutionState, Task, end_io_in_order
+from nonblock.task import _CREATED, PENDING, ExecutionState, Task, claim_as_carried, end_io_in_order
 
 __all__ = [
     "ExecutionState",
@@ -500,7 +500,7 @@ class HddQueue:
                     waiting.popleft()
                     rider._gates = 0
                     rider._lane = None  # its place in the lane is its carrier's
-                    rider._claim_as_carried()  # under this lock, which Task.cancel() takes too
+                claim_as_carried(riders)  # under this lock, which Task.cancel() takes too
                 if riders:
                     if task._riders is None:
                         task._riders = riders

@@ -87,6 +87,7 @@ class StreamWriteJob:
     _planned_start: Optional[float] = None  # when the current chunk was due
     _riders: Optional[List[Task[Any]]] = None  # later writes riding in this job's op
     _riders_total = 0  # how much data they bring
+    _riders_taken = 0  # how much of it the stream has taken
     _riders_credited = 0  # how many of them the stream has taken in full
     _batch_is_text: Optional[bool] = None  # whether the joined chunk is str (None: not known yet)
 
@@ -225,9 +226,10 @@ class StreamWriteJob:
         ``written`` telling how much of each the stream took.
         """
         results = []
+        all_taken = self._riders_taken == self._riders_total  # then _count left the crediting here
         for rider in self._riders or ():
             job = rider._job
-            if error is None:
+            if error is None or all_taken:
                 rider.status = job.written = job.total
             results.append(job.total)
         return results
@@ -250,6 +252,12 @@ class StreamWriteJob:
         taken -= own
         riders = self._riders
         if not taken or not riders:
+            return
+        self._riders_taken += taken
+        if self._riders_taken == self._riders_total:
+            # Everything is in (the common case: one write took the whole chunk).
+            # rider_results() credits each rider in the pass it makes anyway.
+            self._riders_credited = len(riders)
             return
         index = self._riders_credited
         while taken and index < len(riders):

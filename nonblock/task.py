@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 else:
     _FutureBase = concurrent.futures.Future
 
-__all__ = ["PENDING", "ExecutionState", "Task", "end_io_in_order"]
+__all__ = ["PENDING", "ExecutionState", "Task", "claim_as_carried", "end_io_in_order"]
 
 logger = logging.getLogger("nonblock")
 
@@ -382,20 +382,6 @@ class Task(_FutureBase[_T]):
 
     # -- delivery (called by the engine) -------------------------------------------
 
-    def _claim_as_carried(self) -> None:
-        """Mark a waiting task as started inside another task's op.
-
-        Called by the engine holding its queue's lock, under which cancel() also
-        decides; nothing else changes a waiting task's state, so no task lock is
-        needed.  A watcher that starts watching meanwhile gets RUNNING at most
-        once, and never misses a later change.
-        """
-        self._carried = True
-        self._state = RUNNING
-        self._execution_state = _RUNNING
-        if self._state_queue is not None:
-            self._state_queue.put(_RUNNING)
-
     def _start(self) -> bool:
         """Mark the task RUNNING (both models); False if it was cancelled before it ran."""
         if self._own_lock is None:
@@ -490,6 +476,22 @@ class Task(_FutureBase[_T]):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} at {id(self):#x} {self._execution_state.value}>"
+
+
+def claim_as_carried(tasks: Iterable[Task[Any]]) -> None:
+    """For the engine: mark waiting tasks as started inside another task's op.
+
+    Called holding the queue's lock, under which cancel() also decides; nothing
+    else changes a waiting task's state, so no task lock is needed.  A watcher
+    that starts watching meanwhile gets RUNNING at most once, and never misses
+    a later change.
+    """
+    for task in tasks:
+        task._carried = True
+        task._state = RUNNING
+        task._execution_state = _RUNNING
+        if task._state_queue is not None:
+            task._state_queue.put(_RUNNING)
 
 
 def end_io_in_order(

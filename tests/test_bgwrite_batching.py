@@ -98,6 +98,8 @@ def test_a_failed_batch_fails_every_write_it_carried(hq):
     errors = [write.exception(timeout=60) for write in writes]
     assert all(isinstance(error, OSError) and error.errno == 28 for error in errors)
     assert all(write.finished for write in writes)
+    # The buffered stream took every byte; its flush is what failed.
+    assert [write.bytes_written for write in writes] == [100] * 20
     try:
         full.close()
     except OSError:
