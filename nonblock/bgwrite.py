@@ -24,7 +24,7 @@ from __future__ import annotations
 import collections
 import io
 import os
-from typing import Any, Deque, Dict, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple, Union
 
 from nonblock import _checks
 from nonblock.hddq import HddQueue, Task, default_queue
@@ -126,8 +126,7 @@ class BackgroundWriteProcess(Task[int]):
             chunkSize = _checks.positive_int("chunkSize", chunkSize)
         if queue is not None and not isinstance(queue, HddQueue):
             raise TypeError(f"queue must be an HddQueue or None, not {_checks.show(queue)}")
-        _check_stream(fileObj, fsync)
-        kind = _stream_kind(fileObj)
+        kind = _checked_stream_kind(fileObj, fsync)
         if kind is _TEXT:
             _refuse_nonblocking_text(fileObj)
         blocks, is_list = _payload_blocks(dataBlocks, kind)
@@ -278,27 +277,44 @@ def chunk_data(data: Union[str, bytes, bytearray, memoryview], chunkSize: int) -
 _TEXT, _BINARY, _UNKNOWN = "text", "binary", "unknown"
 
 
-# io classes already seen to have a write() method: asking again costs a bound
-# method per call, a good part of a small bgwrite's budget.
-_CLASSES_THAT_WRITE: Set[type] = set()
+# The kind of each io class seen so far (text, binary or unknown).  Only io
+# classes are kept: their write() is the class's, so every instance has one.
+# Asking the ABCs, or looking write() up on the instance, costs more than the
+# rest of a small bgwrite call, so each class is asked once.
+_KIND_OF_IO_CLASS: Dict[type, str] = {}
 
 
-def _check_stream(stream: Any, fsync: Any) -> None:
+def _checked_stream_kind(stream: Any, fsync: Any) -> str:
+    """Whether *stream* takes str or bytes (when that can be known without writing).
+
+    Raises if it cannot be written to: no write() method, closed, or no
+    descriptor to fsync.
+    """
     cls = type(stream)
-    if cls not in _CLASSES_THAT_WRITE:
+    kind = _KIND_OF_IO_CLASS.get(cls)
+    if kind is None:
         if not callable(getattr(stream, "write", None)):
             raise TypeError(f"fileObj must be a stream with a write() method, not {_checks.show(stream)}")
-        if isinstance(stream, io.IOBase):  # the method is the class's, so every instance has it
-            _CLASSES_THAT_WRITE.add(cls)
+        kind = _kind_of_class(cls)
+        if isinstance(stream, io.IOBase):
+            _KIND_OF_IO_CLASS[cls] = kind
     if getattr(stream, "closed", False) is True:
         raise ValueError(f"fileObj is closed: {_checks.show(stream)}")
     if fsync and not callable(getattr(stream, "fileno", None)):
         raise ValueError(f"fsync=True needs a stream with a fileno(), not {_checks.show(stream)}")
+    if kind is _UNKNOWN:
+        mode = getattr(stream, "mode", None)
+        if isinstance(mode, str) and mode:
+            return _BINARY if "b" in mode else _TEXT
+    return kind
 
 
-# Whether a stream class is text or binary, by its io base class; asking the ABCs
-# costs more than the rest of a small bgwrite call, so each class is asked once.
-_KIND_BY_CLASS: Dict[type, str] = {}
+def _kind_of_class(cls: type) -> str:
+    if issubclass(cls, io.TextIOBase):
+        return _TEXT
+    if issubclass(cls, (io.RawIOBase, io.BufferedIOBase)):
+        return _BINARY
+    return _UNKNOWN
 
 
 def _refuse_nonblocking_text(stream: Any) -> None:
@@ -313,26 +329,6 @@ def _refuse_nonblocking_text(stream: Any) -> None:
             f"fileObj is a text stream on a non-blocking descriptor, which loses data on EAGAIN; "
             f"write bytes to its .buffer instead: {_checks.show(stream)}"
         )
-
-
-def _stream_kind(stream: Any) -> str:
-    """Whether *stream* takes str or bytes, when that can be known without writing."""
-    cls = type(stream)
-    kind = _KIND_BY_CLASS.get(cls)
-    if kind is None:
-        if issubclass(cls, io.TextIOBase):
-            kind = _TEXT
-        elif issubclass(cls, (io.RawIOBase, io.BufferedIOBase)):
-            kind = _BINARY
-        else:
-            kind = _UNKNOWN
-        _KIND_BY_CLASS[cls] = kind
-    if kind is not _UNKNOWN:
-        return kind
-    mode = getattr(stream, "mode", None)
-    if isinstance(mode, str) and mode:
-        return _BINARY if "b" in mode else _TEXT
-    return _UNKNOWN
 
 
 def _payload_blocks(data: Any, kind: str) -> Tuple[Sequence[Block], bool]:

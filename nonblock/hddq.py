@@ -282,18 +282,19 @@ class HddQueue:
             # With predecessors, one more gate for the submission itself, opened
             # below once every predecessor hook is in place, so that no hook can
             # start the task too early.
-            task._gates = 1 + len(predecessors) if predecessors else 0
+            gates = 1 + len(predecessors) if predecessors else 0
             if lane is not None:
                 waiting = self._lanes.get(lane)
                 if waiting is None:
                     self._lanes[lane] = collections.deque()
                 else:
                     waiting.append(task)
-                    task._gates += 1
+                    gates += 1
+            task._gates = gates
             self._accepted.add(task)
             self.last_submitted = task
             self._io_pending += 1
-            if task._gates == 0:
+            if not gates:
                 self._make_ready(task)
         if predecessors:
             for predecessor in predecessors:

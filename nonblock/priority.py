@@ -9,13 +9,35 @@ because chained writes start on an event, never by polling.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Union
+from typing import Any, Callable, Dict, Union
 
 from nonblock import _checks
 
 __all__ = ["BackgroundIOPriority", "IO_PRIORITY_PROFILES", "DEFAULT_IO_PRIORITY", "resolve_priority"]
 
 _FIELDS = ("chainPollTime", "defaultChunkSize", "bandwidthPct", "numChunksRateSmoothing")
+
+
+def _check_chain_poll_time(value: Any) -> float:
+    return _checks.real_number(
+        "chainPollTime", value, minimum=0.0, maximum=float("inf"),
+        minimum_allowed=True, what="a finite number of seconds >= 0",
+    )
+
+
+def _check_bandwidth_pct(value: Any) -> float:
+    return _checks.real_number(
+        "bandwidthPct", value, minimum=0.0, maximum=100.0,
+        minimum_allowed=False, what="a number with 0 < bandwidthPct <= 100",
+    )
+
+
+_CHECKS: Dict[str, Callable[[Any], Any]] = {
+    "chainPollTime": _check_chain_poll_time,
+    "defaultChunkSize": lambda value: _checks.positive_int("defaultChunkSize", value),
+    "bandwidthPct": _check_bandwidth_pct,
+    "numChunksRateSmoothing": lambda value: _checks.positive_int("numChunksRateSmoothing", value),
+}
 
 
 class BackgroundIOPriority:
@@ -39,6 +61,13 @@ class BackgroundIOPriority:
     every assignment is validated.
     """
 
+    # Plain attributes, checked as they are set: bgwrite reads three of them per
+    # call, and a property read costs several times an attribute read.
+    chainPollTime: float
+    defaultChunkSize: int
+    bandwidthPct: float
+    numChunksRateSmoothing: int
+
     def __init__(
         self,
         chainPollTime: float,
@@ -51,43 +80,11 @@ class BackgroundIOPriority:
         self.bandwidthPct = bandwidthPct
         self.numChunksRateSmoothing = numChunksRateSmoothing
 
-    @property
-    def chainPollTime(self) -> float:
-        return self._chainPollTime
-
-    @chainPollTime.setter
-    def chainPollTime(self, value: float) -> None:
-        self._chainPollTime = _checks.real_number(
-            "chainPollTime", value, minimum=0.0, maximum=float("inf"),
-            minimum_allowed=True, what="a finite number of seconds >= 0",
-        )
-
-    @property
-    def defaultChunkSize(self) -> int:
-        return self._defaultChunkSize
-
-    @defaultChunkSize.setter
-    def defaultChunkSize(self, value: int) -> None:
-        self._defaultChunkSize = _checks.positive_int("defaultChunkSize", value)
-
-    @property
-    def bandwidthPct(self) -> float:
-        return self._bandwidthPct
-
-    @bandwidthPct.setter
-    def bandwidthPct(self, value: float) -> None:
-        self._bandwidthPct = _checks.real_number(
-            "bandwidthPct", value, minimum=0.0, maximum=100.0,
-            minimum_allowed=False, what="a number with 0 < bandwidthPct <= 100",
-        )
-
-    @property
-    def numChunksRateSmoothing(self) -> int:
-        return self._numChunksRateSmoothing
-
-    @numChunksRateSmoothing.setter
-    def numChunksRateSmoothing(self, value: int) -> None:
-        self._numChunksRateSmoothing = _checks.positive_int("numChunksRateSmoothing", value)
+    def __setattr__(self, name: str, value: Any) -> None:
+        check = _CHECKS.get(name)
+        if check is not None:
+            value = check(value)
+        super().__setattr__(name, value)
 
     def __getitem__(self, key: str) -> Any:
         if key not in _FIELDS:
