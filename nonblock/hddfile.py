@@ -533,11 +533,15 @@ class BackgroundHddFile(io.IOBase):
             # The descriptor is the caller's, so it stays where it is; instead the
             # inherited object's raw file is closed (which leaves the descriptor
             # open), so that whatever its buffer holds can never be flushed.
-            raw = _raw_of(channel.real)
+            inherited = channel.real  # kept alive until its raw file is closed, see below
+            raw = _raw_of(inherited)
             if raw is None:
                 return  # unbuffered: it holds nothing
-            channel.real = open(self._fileno, mode, buffering, encoding, errors, newline, closefd=False)
+            fresh = open(self._fileno, mode, buffering, encoding, errors, newline, closefd=False)
+            # Closed before the inherited object can be freed: freeing it flushes
+            # its buffer, which must then have nowhere to go.
             raw.close()
+            channel.real = fresh
             channel.dirty = channel.mid_chunk = False
             return
         duplicate = os.dup(self._fileno)
