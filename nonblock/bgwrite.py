@@ -49,7 +49,7 @@ Payload = Union[str, bytes, bytearray, memoryview, Sequence[Any]]
 Callback = Optional[Any]
 
 
-class BackgroundWriteProcess(Task[int]):
+class BackgroundWriteProcess(Task[int], StreamWriteJob):
     """A background write: a :class:`~nonblock.hddq.Task` whose result is the count written.
 
     Made and started by :func:`bgwrite` and :func:`bgwrite_chunk`; build one
@@ -70,16 +70,18 @@ class BackgroundWriteProcess(Task[int]):
     it as a thread.  New: ``bytes_written`` and ``total_bytes`` (characters, for
     a text stream), ``wait(timeout=None) -> bool``, and everything a
     :class:`concurrent.futures.Future` offers.
+
+    It is also the job the queue runs (a :class:`~nonblock.streamjob.StreamWriteJob`):
+    the task the caller holds and the work behind it are one object, because
+    a program may make thousands of these a second, and each object more per
+    write is allocated, tracked by the garbage collector and freed.
     """
 
     # Slots, for the reason Task gives: a field that only some writes set would
     # otherwise cost those writes a dict of their own.
-    __slots__ = ("fileObj", "closeWhenFinished", "chainAfter", "ioPrio", "_write_job", "_target_queue")
-    fileObj: Any
-    closeWhenFinished: bool
+    __slots__ = ("chainAfter", "ioPrio", "_target_queue")
     chainAfter: Optional[BackgroundWriteProcess]
     ioPrio: BackgroundIOPriority
-    _write_job: StreamWriteJob
     _target_queue: Optional[HddQueue]
 
     def __init__(
@@ -134,17 +136,15 @@ class BackgroundWriteProcess(Task[int]):
         if on_success is not None or on_fail is not None or on_end is not None:
             _checks.optional_callables(on_success=on_success, on_fail=on_fail, on_end=on_end)
             self.on_success, self.on_fail, self.on_end = on_success, on_fail, on_end
-        self.fileObj = fileObj
-        self.closeWhenFinished = closeWhenFinished = bool(closeWhenFinished)
         self.chainAfter = chainAfter
         self.ioPrio = profile
+        self._target_queue = queue
         if chunkSize is None and not is_list:
             chunkSize = profile.defaultChunkSize
-        self._write_job = StreamWriteJob(
-            fileObj, blocks, chunkSize, profile.bandwidthPct, profile.numChunksRateSmoothing,
-            closeWhenFinished, bool(fsync), len(dataBlocks) if type(dataBlocks) is bytes else None,
+        StreamWriteJob.__init__(
+            self, fileObj, blocks, chunkSize, profile.bandwidthPct, profile.numChunksRateSmoothing,
+            bool(closeWhenFinished), bool(fsync), len(dataBlocks) if type(dataBlocks) is bytes else None,
         )
-        self._target_queue = queue
 
     def start(self) -> None:
         """Queue the write.  bgwrite() does this; calling it twice is a RuntimeError."""
@@ -152,16 +152,32 @@ class BackgroundWriteProcess(Task[int]):
             raise RuntimeError("a BackgroundWriteProcess can be started only once")
         target = self._target_queue if self._target_queue is not None else default_queue()
         if self.chainAfter is None:
-            target._submit(self._write_job, self, self.fileObj, ())  # submit_job, minus its checks
+            target._submit(self, self, self.stream, ())  # submit_job, minus its checks
         else:
-            target.submit_job(self._write_job, self, lane=self.fileObj, after=(self.chainAfter,))
+            target.submit_job(self, self, lane=self.stream, after=(self.chainAfter,))
+
+    @property
+    def fileObj(self) -> Any:
+        """The stream written to."""
+        return self.stream
+
+    @property
+    def closeWhenFinished(self) -> bool:
+        """Whether the stream is closed once the write has finished (or failed)."""
+        return self.close_when_finished
+
+    @closeWhenFinished.setter
+    def closeWhenFinished(self, value: bool) -> None:
+        if self._queue is not None:
+            raise RuntimeError("closeWhenFinished cannot change once the write has started")
+        self.close_when_finished = bool(value)
 
     @property
     def remainingData(self) -> Deque[Block]:
         """The chunks not yet written, oldest first (a snapshot)."""
         if self.done():
             return collections.deque()
-        return self._write_job.remaining()
+        return self.remaining()
 
     @property
     def startedWriting(self) -> bool:
@@ -176,12 +192,12 @@ class BackgroundWriteProcess(Task[int]):
     @property
     def bytes_written(self) -> int:
         """How much the stream has taken so far (characters, for a text stream)."""
-        return self._write_job.written
+        return self.written
 
     @property
     def total_bytes(self) -> int:
         """How much there is to write in all (characters, for a text stream)."""
-        return self._write_job.total
+        return self.total
 
     def join(self, timeout: Optional[float] = None) -> None:
         """Wait until finished or *timeout* passes, like ``Thread.join``."""

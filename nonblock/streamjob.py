@@ -85,7 +85,7 @@ class StreamWriteJob:
     # Chunk times are kept only for throttling, which needs their average.
     _recent_chunk_times: Optional[Deque[float]] = None
     _planned_start: Optional[float] = None  # when the current chunk was due
-    _riders: Optional[List[Task[Any]]] = None  # later writes riding in this job's op
+    _carried_tasks: Optional[List[Task[Any]]] = None  # later writes riding in this job's op
     _riders_total = 0  # how much data they bring
     _riders_taken = 0  # how much of it the stream has taken
     _riders_credited = 0  # how many of them the stream has taken in full
@@ -146,7 +146,7 @@ class StreamWriteJob:
             self._none_means_eagain = _is_raw(type(self.stream))
             self._has_flush = callable(getattr(self.stream, "flush", None))
         if self._chunk is None:
-            if self._riders:
+            if self._carried_tasks:
                 self._chunk = self._joined_with_riders()
             else:
                 self._chunk = self._next_chunk()
@@ -188,7 +188,7 @@ class StreamWriteJob:
         count = 0
         for task in tasks:
             job = task._job
-            size = job.total if type(job) is StreamWriteJob else room + 1
+            size = job.total if isinstance(job, StreamWriteJob) else room + 1
             if (
                 size > room or job.stream is not self.stream or job.chunk_size is None
                 or size > job.chunk_size or job.close_when_finished or job.fsync
@@ -204,10 +204,10 @@ class StreamWriteJob:
             count += 1
         if count:
             carried = list(tasks[:count])
-            if self._riders is None:
-                self._riders = carried
+            if self._carried_tasks is None:
+                self._carried_tasks = carried
             else:
-                self._riders.extend(carried)
+                self._carried_tasks.extend(carried)
             self._riders_total = self.chunk_size - self.total - room  # type: ignore[operator]
             self._batch_is_text = text
         return count
@@ -227,7 +227,7 @@ class StreamWriteJob:
         """
         results = []
         all_taken = self._riders_taken == self._riders_total  # then _count left the crediting here
-        for rider in self._riders or ():
+        for rider in self._carried_tasks or ():
             job = rider._job
             if error is None or all_taken:
                 rider.status = job.written = job.total
@@ -236,7 +236,7 @@ class StreamWriteJob:
 
     def _joined_with_riders(self) -> Optional[Block]:
         pieces = list(self.blocks)
-        for rider in self._riders or ():
+        for rider in self._carried_tasks or ():
             pieces.extend(rider._job.blocks)
         self._block_index = len(self.blocks)  # this job's own blocks are all in the chunk
         if not pieces:
@@ -250,7 +250,7 @@ class StreamWriteJob:
         own = min(taken, self.total - self.written)
         self.written += own
         taken -= own
-        riders = self._riders
+        riders = self._carried_tasks
         if not taken or not riders:
             return
         self._riders_taken += taken
@@ -288,7 +288,7 @@ class StreamWriteJob:
     def _perform(self, task: Task[Any]) -> Step:
         chunk = self._chunk
         if chunk is None:
-            return self._finish()
+            return self._last_step()
         started = time.perf_counter()
         if not self._flush_pending:
             taken, blocked = self._write_some(chunk)
@@ -318,7 +318,7 @@ class StreamWriteJob:
         self._chunk_io_time = 0.0
         self._chunk = self._next_chunk()
         if self._chunk is None:
-            return self._finish()
+            return self._last_step()
         if self.bandwidth_pct < 100.0:
             return self._rest_until_next_start()
         return Step.more()
@@ -364,7 +364,7 @@ class StreamWriteJob:
                 )
         return Step.wait_writable(fileno_or_none(self.stream))
 
-    def _finish(self) -> Step:
+    def _last_step(self) -> Step:
         if self.fsync:
             os.fsync(self.stream.fileno())
         if self.close_when_finished:
