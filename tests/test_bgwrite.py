@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import array
+import gc
 import inspect
 import io
 import os
 import threading
 import tracemalloc
+import weakref
 from pathlib import Path
 from typing import Any, List
 
@@ -434,6 +436,36 @@ def test_a_directly_built_process_waits_for_start(tmp_path):
         with pytest.raises(RuntimeError):
             process.start()
     assert (tmp_path / "later").read_bytes() == b"onetwo"
+
+
+def test_close_when_finished_can_be_set_until_the_process_starts(tmp_path):
+    stream = open(tmp_path / "closed later", "wb")
+    process = BackgroundWriteProcess(stream, b"bye")
+    assert process.fileObj is stream and process.closeWhenFinished is False
+    process.closeWhenFinished = True
+    process.start()
+    with pytest.raises(RuntimeError, match="closeWhenFinished"):
+        process.closeWhenFinished = False
+    assert process.result(timeout=30) == 3
+    assert stream.closed and process.closeWhenFinished is True
+
+
+def test_a_finished_write_is_freed_by_reference_counting_alone(tmp_path):
+    # The process is also its own job; the queue's hold on it must end with the
+    # write, or every process would wait for the garbage collector.
+    queue = HddQueue(name="freeing")
+    with open(tmp_path / "freed", "wb") as stream:
+        writes = [bgwrite(stream, b"x" * 100, queue=queue) for _ in range(21)]
+        for write in writes:
+            write.join(timeout=30)
+        queue.shutdown(wait=True)  # its threads are gone, and whatever they held with them
+    gone = [weakref.ref(write) for write in writes[:-1]]  # the queue remembers its last submission
+    gc.disable()
+    try:
+        del writes, write
+        assert [ref() for ref in gone] == [None] * 20
+    finally:
+        gc.enable()
 
 
 def test_text_is_chunked_by_characters_and_encoded_by_the_stream(tmp_path):
