@@ -577,10 +577,6 @@ class HddQueue:
         else:
             members, results = (task,), (result,)
         ending = len(members)
-        for member in members:
-            # Done with its job: let go of it, all the more since a job may be its
-            # task itself (a bgwrite's is), a cycle only the GC would undo.
-            member._job = None
         completed, handed_over, hooks = end_io_in_order(members, results, error, self._undelivered == 0)
         with self._lock:
             self._io_pending -= ending

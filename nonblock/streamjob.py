@@ -185,20 +185,25 @@ class StreamWriteJob:
         text = self._batch_is_text
         if text is None and self.blocks:
             text = isinstance(self.blocks[0], str)
+        stream = self.stream
         count = 0
         for task in tasks:
             job = task._job
-            size = job.total if isinstance(job, StreamWriteJob) else room + 1
+            if not isinstance(job, StreamWriteJob):
+                break
+            size = job.total
             if (
-                size > room or job.stream is not self.stream or job.chunk_size is None
+                size > room or job.stream is not stream or job.chunk_size is None
                 or size > job.chunk_size or job.close_when_finished or job.fsync
             ):
                 break
-            if job.blocks:
+            blocks = job.blocks
+            if blocks:
                 # A stream of unknown kind may be given both text and bytes: no joining those.
+                is_text = isinstance(blocks[0], str)
                 if text is None:
-                    text = isinstance(job.blocks[0], str)
-                elif isinstance(job.blocks[0], str) != text:
+                    text = is_text
+                elif is_text is not text:
                     break
             room -= size
             count += 1

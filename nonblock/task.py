@@ -406,7 +406,7 @@ class Task(_FutureBase[_T]):
     def _end_io(
         self, result: Any, error: Optional[BaseException], quietly: bool
     ) -> Tuple[bool, Optional[List[Callable[[Task[Any]], None]]]]:
-        """Record that the task's IO has ended; complete it here if *quietly* allows.
+        """Record that the task's IO has ended (and let go of its job); complete it here if *quietly* allows.
 
         For the engine's IO threads, which must never run user code: with
         *quietly*, a task with no callbacks of either kind and no watcher of its
@@ -417,6 +417,7 @@ class Task(_FutureBase[_T]):
         # The path of most small writes: kept short (class defaults stand for None).
         with self._state_lock:
             self._io_done = True
+            self._job = None
             if error is not None:
                 self._io_exception = error
             hooks = self._io_hooks
@@ -501,7 +502,9 @@ def end_io_in_order(
     """For the engine: record the end of IO of *tasks* (each with its result, all with *error*).
 
     What :meth:`Task._end_io` does for one task, for tasks that end together
-    (a write and the small writes it carried), in order.  Returns the tasks
+    (a write and the small writes it carried), in order.  Each lets go of its
+    job: a job may be the task itself (a bgwrite's is), and that cycle would
+    keep the task alive until the garbage collector came by.  Returns the tasks
     completed here, the (task, result, error) to hand to the callback thread
     (every one after the first that cannot be completed quietly, to keep the
     order), and the (hook, task) pairs now due.
@@ -521,6 +524,7 @@ def end_io_in_order(
                 # on its end, since each of those makes the lock first, under the
                 # guard held here.  So it is completed without one.
                 task._io_done = True
+                task._job = None
                 task._execution_state = _CLOSED
                 if error is None:
                     task._result = result
