@@ -194,11 +194,15 @@ class Task(_FutureBase[_T]):
         """
         lock = self._own_lock
         if lock is None:
+            # Made before the guard is taken, so that nothing between taking it
+            # and the store can run other code on this thread (no call, no
+            # allocation: a signal handler or a GC finalizer could get in there).
+            # threading.RLock() is a Python function around this.
+            new_lock = _thread.RLock()
             with _lock_guard:
                 lock = self._own_lock
                 if lock is None:
-                    # threading.RLock() is a Python function around this.
-                    lock = self._own_lock = _thread.RLock()
+                    lock = self._own_lock = new_lock
         return lock
 
     @property
@@ -478,6 +482,11 @@ class Task(_FutureBase[_T]):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} at {id(self):#x} {self._execution_state.value}>"
 
+    def __reduce__(self) -> Any:
+        # As a Future (whose lock refuses pickling), and whether or not this task
+        # has made its lock yet: a copy would be a task that never completes.
+        raise TypeError(f"cannot pickle or copy a {type(self).__name__}: it belongs to its queue")
+
 
 def claim_as_carried(tasks: Iterable[Task[Any]]) -> None:
     """For the engine: mark waiting tasks as started inside another task's op.
@@ -522,17 +531,25 @@ def end_io_in_order(
             ):
                 # No lock: nobody waits on it, watches it, cancelled it or hooked
                 # on its end, since each of those makes the lock first, under the
-                # guard held here.  So it is completed without one.
-                task._io_done = True
-                task._job = None
-                task._execution_state = _CLOSED
+                # guard held here.  So it is completed without one.  The outcome
+                # is stored first (it is read only once the task is FINISHED):
+                # those stores may allocate, and an allocation may run a GC
+                # finalizer on this thread, which the re-entrant guard lets in.
                 if error is None:
                     task._result = result
                 else:
                     task._io_exception = task._exception = error
-                task._state = FINISHED  # last: done() and result() read without a lock
-                completed.append(task)
-                continue
+                # So the lock is looked for again, and from here to FINISHED
+                # nothing runs but slot stores.  A finalizer (or a signal
+                # handler) that made the lock meanwhile sends the task down the
+                # locked path, where its waiter or callback is seen to.
+                if task._own_lock is None:
+                    task._io_done = True
+                    task._job = None
+                    task._execution_state = _CLOSED
+                    task._state = FINISHED  # last: done() and result() read without a lock
+                    completed.append(task)
+                    continue
             guard.release()
             try:
                 quietly, task_hooks = task._end_io(result, error, quietly)
@@ -552,11 +569,13 @@ def end_io_in_order(
 def _make_new_lock_guard() -> None:
     # In a forked child: the guard may have been held by a thread that is gone.
     global _lock_guard
-    _lock_guard = threading.Lock()
+    _lock_guard = _thread.RLock()
 
 
 # Held while a task makes its lock, and while the engine completes tasks that have none.
-_lock_guard = threading.Lock()
+# Re-entrant: a signal handler or a GC finalizer may run on a thread that holds it
+# and touch a task of its own (tests/test_task.py has such a finalizer).
+_lock_guard = _thread.RLock()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_make_new_lock_guard)
 

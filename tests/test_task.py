@@ -8,6 +8,8 @@ task completes, done-callbacks, futures.wait and as_completed, cancellation.
 from __future__ import annotations
 
 import concurrent.futures
+import copy
+import pickle
 import sys
 import threading
 from typing import Any, List, Optional
@@ -254,6 +256,52 @@ def test_a_waiter_that_arrives_while_its_task_ends_without_a_lock_is_not_forgott
     task.waiter.join(30)
     assert not task.waiter.is_alive(), "the waiter missed the completion and sleeps on"
     assert completed == [task] and task.result() == 3
+
+
+class _HooksItselfWhileItEnds(Task[int]):
+    """A task that, while the engine is ending it, adds a done-callback from that same thread.
+
+    Reading ``on_success`` happens under the module's guard, as a GC finalizer
+    or a signal handler could run there: code that touches a task's lock
+    re-enters the guard on the thread that holds it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.called_back: List[Task[int]] = []
+        self.hooked = False
+
+    @property  # type: ignore[override]
+    def on_success(self) -> None:
+        if not self.hooked:
+            self.hooked = True
+            self.add_done_callback(self.called_back.append)
+        return None
+
+
+def test_code_that_runs_on_the_ending_thread_may_touch_the_task_it_interrupts():
+    task = _HooksItselfWhileItEnds()
+    outcome: List[Any] = []
+    ender = threading.Thread(target=lambda: outcome.append(end_io_in_order([task], [5], None, True)))
+    ender.start()
+    ender.join(30)
+    assert not ender.is_alive(), "ending the task hung on its own thread's guard"
+    completed, handed_over, _ = outcome[0]
+    # The callback was added after the check for a lock: the task must not be
+    # completed quietly past it, but handed to the callback thread.
+    assert completed == [] and handed_over == [(task, 5, None)]
+    task._deliver(5, None)  # as the callback thread does
+    assert task.result() == 5 and task.called_back == [task]
+
+
+def test_a_task_cannot_be_pickled_or_copied_as_a_future_cannot():
+    for task in (Task(), Task[int]()):
+        with pytest.raises(TypeError):
+            pickle.dumps(task)
+        with pytest.raises(TypeError):
+            copy.copy(task)
+        with pytest.raises(TypeError):
+            copy.deepcopy(task)
 
 
 def test_futures_wait_for_the_first_exception_returns_at_once_when_one_has_failed():
