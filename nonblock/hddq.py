@@ -44,6 +44,7 @@ import queue
 import select
 import threading
 import time
+import traceback
 import weakref
 from typing import (
     Any,
@@ -366,6 +367,7 @@ class HddQueue:
                 return
             busy = True
             deferred = not self._run_one_op(task)
+            task = None  # an idle thread holds no finished task
 
     def _next_ready_task(self, was_busy: bool, deferred: bool) -> Optional[Task[Any]]:
         with self._lock:
@@ -445,10 +447,10 @@ class HddQueue:
         """Run the task's next op; False if the disk was taken and the task was put back."""
         job = task._job
         assert job is not None
-        if task._execution_state is _CREATED and not task._start():
-            self._abandon_cancelled(task, job)
-            return True
         try:
+            if task._execution_state is _CREATED and not task._start():
+                self._abandon_cancelled(task, job)
+                return True
             if task._abandon_cause is not None:
                 if not self._disk_token.acquire(False):
                     return self._put_back(task)
@@ -475,6 +477,12 @@ class HddQueue:
             _check_step(step)
         except BaseException as error:  # an op must never kill its thread
             self._io_finished(task, None, error)
+            # The error keeps its traceback, and the frames under this one keep
+            # their locals (the task, its job): clear them, or a failed write
+            # would wait for the garbage collector instead of its last reference.
+            if error.__traceback__ is not None:
+                traceback.clear_frames(error.__traceback__.tb_next)
+            task = job = None  # type: ignore[assignment]
             return True
         self._after_op(task, step)
         return True
@@ -628,6 +636,7 @@ class HddQueue:
                     self._accepted.discard(task)
                     if not self._accepted:
                         self._drained.notify_all()
+            item = task = result = error = None  # an idle thread holds no finished task
 
     # -- shutting down --------------------------------------------------------------
 
@@ -700,6 +709,7 @@ class HddQueue:
                     pass
         for task in abandoned:
             task._forget_threads_after_fork()
+            task._job = task._riders = None  # a job may be its task itself: no cycle left behind
             failure = RuntimeError("this task belongs to the parent process, which runs it")
             if not task._io_done:
                 # Release whatever the child chains after it: they fail at once.

@@ -155,11 +155,13 @@ class StreamWriteJob:
         try:
             return self._perform(task)
         except BaseException:
+            self.blocks = ()  # never to be written: let the payload go
             if self.close_when_finished:
                 self._close_quietly()
             raise
 
     def abandon(self, cause: BaseException) -> Optional[BaseException]:
+        self.blocks = ()  # never to be written
         if self.close_when_finished:
             self._close_quietly()
         error = PredecessorFailed(
@@ -230,13 +232,13 @@ class StreamWriteJob:
         fate: all written, or (with *error*) all failed with that error, their
         ``written`` telling how much of each the stream took.
         """
+        riders = self._carried_tasks or ()
+        self._carried_tasks = None  # they end now: a finished write holds on to none of them
         results = []
-        all_taken = self._riders_taken == self._riders_total  # then _count left the crediting here
-        for rider in self._carried_tasks or ():
+        for rider in riders:
             job = rider._job
-            if error is None or all_taken:
-                rider.status = job.written = job.total
             results.append(job.total)
+            job.blocks = ()  # written, or never to be: the payload can go
         return results
 
     def _joined_with_riders(self) -> Optional[Block]:
@@ -260,8 +262,11 @@ class StreamWriteJob:
             return
         self._riders_taken += taken
         if self._riders_taken == self._riders_total:
-            # Everything is in (the common case: one write took the whole chunk).
-            # rider_results() credits each rider in the pass it makes anyway.
+            # Everything is in (the common case: one write took the whole chunk):
+            # each rider not yet credited is credited in full, in one pass.
+            for rider in riders[self._riders_credited:]:
+                job = rider._job
+                rider.status = job.written = job.total
             self._riders_credited = len(riders)
             return
         index = self._riders_credited
@@ -374,6 +379,7 @@ class StreamWriteJob:
             os.fsync(self.stream.fileno())
         if self.close_when_finished:
             self.stream.close()
+        self.blocks = ()  # all written: a finished write need not keep its payload
         return Step.done(self.written)
 
     def _close_quietly(self) -> None:

@@ -7,6 +7,7 @@ import gc
 import inspect
 import io
 import os
+import sys
 import threading
 import tracemalloc
 import weakref
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any, List
 
 import pytest
+from _jobs import CallJob
 from _streams import ShortWriteFile, SlowReader, held_pipe, nonblocking_pipe
 
 import nonblock
@@ -466,6 +468,65 @@ def test_a_finished_write_is_freed_by_reference_counting_alone(tmp_path):
         assert [ref() for ref in gone] == [None] * 20
     finally:
         gc.enable()
+
+
+def test_a_finished_write_lets_go_of_its_payload_and_of_the_writes_it_carried(tmp_path):
+    queue = HddQueue(name="letgo")
+    payloads = [os.urandom(1000) for _ in range(30)]
+    held_before = [sys.getrefcount(data) for data in payloads]
+    with open(tmp_path / "letgo", "wb") as stream:
+        gate = threading.Event()
+        queue.submit_job(CallJob(lambda: gate.wait(60)), lane=stream)  # so that the writes ride together
+        writes = [bgwrite(stream, data, queue=queue) for data in payloads]
+        carried = [weakref.ref(write) for write in writes[1:]]
+        gate.set()
+        for write in writes:
+            write.join(timeout=30)
+        queue.shutdown(wait=True)
+        # Every process is still held here, yet none holds its payload any more.
+        assert [sys.getrefcount(data) for data in payloads] == held_before
+        first = writes[0]
+        del writes, write
+        # The first write carried the others: finished, it keeps none of them alive.
+        assert [ref() for ref in carried[:-1]] == [None] * 28  # the queue remembers the last
+        assert first.result() == 1000
+    assert (tmp_path / "letgo").read_bytes() == b"".join(payloads)
+
+
+def test_a_failed_write_is_freed_by_reference_counting_alone():
+    queue = HddQueue(name="failfree")
+    full = open("/dev/full", "wb", buffering=0)
+    try:
+        write = bgwrite(full, b"x" * 10000, queue=queue)
+        assert isinstance(write.exception(timeout=30), OSError)
+        queue.submit_job(CallJob(lambda: None)).result(timeout=30)  # the queue has moved on
+        queue.shutdown(wait=True)
+        gone = weakref.ref(write)
+        gc.disable()
+        try:
+            del write  # its error's traceback must not keep it (or its job) alive
+            assert gone() is None
+        finally:
+            gc.enable()
+    finally:
+        full.close()
+
+
+def test_completing_a_queued_write_by_hand_does_not_stop_the_queue(tmp_path):
+    # Future's set_result() on a write that has not started is a misuse, but it
+    # must not take an IO thread down with it: the writes behind it still run.
+    queue = HddQueue(name="byhand")
+    with open(tmp_path / "byhand", "wb") as stream:
+        gate = threading.Event()
+        queue.submit_job(CallJob(lambda: gate.wait(60)), lane=stream)
+        early = bgwrite(stream, b"never", queue=queue)
+        early.set_result(0)
+        gate.set()
+        later = bgwrite(stream, b"later", queue=queue)
+        assert later.result(timeout=30) == 5
+        assert early.result() == 0
+        queue.shutdown(wait=True)
+    assert (tmp_path / "byhand").read_bytes() == b"later"
 
 
 def test_text_is_chunked_by_characters_and_encoded_by_the_stream(tmp_path):

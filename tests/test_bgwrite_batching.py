@@ -252,3 +252,50 @@ def test_a_batch_waiting_for_a_pipe_reports_each_writes_own_progress(hq):
     finally:
         stream.close()
         os.close(read_fd)
+
+
+class FlushAnnounced(io.BufferedWriter):
+    """A real buffered writer that sets ``flush_called`` each time flush() starts."""
+
+    def __init__(self, raw: Any) -> None:
+        super().__init__(raw)
+        self.flush_called = threading.Event()
+
+    def flush(self) -> None:
+        self.flush_called.set()
+        super().flush()
+
+
+def test_writes_a_buffered_stream_took_whole_show_it_while_its_flush_waits_for_room(hq):
+    # The buffer takes the whole batch at once; flushing it then meets a full
+    # pipe (EAGAIN), and the op waits for room.  The stream has every byte.
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    filler = 0
+    try:
+        while True:
+            filler += os.write(write_fd, b"." * 4096)
+    except BlockingIOError:
+        pass
+    stream = FlushAnnounced(io.FileIO(write_fd, "wb"))
+    payloads = [bytes([65 + index]) * 100 for index in range(3)]
+    try:
+        gate = hold_lane(hq, stream)
+        writes = [bgwrite(stream, data, queue=hq) for data in payloads]
+        gate.set()
+        assert stream.flush_called.wait(60)
+        assert [write.bytes_written for write in writes] == [100, 100, 100]
+        assert [write.status for write in writes] == [100, 100, 100]
+        assert [list(write.remainingData) for write in writes] == [[], [], []]
+        assert not any(write.done() for write in writes)  # the flush is still to happen
+        received = b""
+        while len(received) < filler + 300:  # the reader makes room; the flush goes on
+            received += os.read(read_fd, 1 << 16)
+        assert [write.result(timeout=60) for write in writes] == [100, 100, 100]
+        assert received == b"." * filler + b"".join(payloads)
+    finally:
+        try:
+            stream.close()
+        except OSError:
+            pass
+        os.close(read_fd)

@@ -9,6 +9,7 @@ leaves through os._exit, with an exit code that names what it found wrong.
 from __future__ import annotations
 
 import enum
+import gc
 import hashlib
 import json
 import multiprocessing
@@ -20,12 +21,14 @@ import sys
 import textwrap
 import threading
 import traceback
+import weakref
 from pathlib import Path
 from typing import Any, Callable, List, Optional
 
 import pytest
+from _jobs import CallJob
 
-from nonblock import PredecessorFailed, bgwrite, default_queue
+from nonblock import HddQueue, PredecessorFailed, bgwrite, default_queue
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SUBPROCESS_TIMEOUT = 90.0
@@ -361,6 +364,7 @@ class Child(enum.IntEnum):
     CHAINED_WRITE_WRONG_CAUSE = 22
     CHAINED_WRITE_WROTE_SOMETHING = 23
     DONE_CALLBACK_NOT_RUN = 30
+    PARENT_TASK_KEPT_ALIVE = 31
     RAISED = 99
 
 
@@ -560,6 +564,32 @@ def test_in_a_forked_child_a_done_callback_added_in_the_parent_runs_when_the_tas
         assert outcome == "OK", f"the forked child failed: {outcome}"
         assert_same_content(pending.drain(), pending.payload)
     assert seen == [None]  # in the parent it ran once, when the write was done
+
+
+def _queued_parent_write_freed_in_child(parent_writes: List[Any]) -> Child:
+    write = parent_writes.pop()
+    if not isinstance(write.exception(timeout=20), RuntimeError):
+        return Child.PARENT_TASK_WRONG_ERROR
+    gone = weakref.ref(write)
+    gc.disable()  # reference counting alone must free it
+    del write
+    return Child.OK if gone() is None else Child.PARENT_TASK_KEPT_ALIVE
+
+
+@needs_fork
+def test_in_a_forked_child_a_parent_write_that_failed_there_is_freed_without_the_gc(tmp_path):
+    """A write is its own job: the child must not leave the parent's writes referring to themselves."""
+    queue = HddQueue(name="forkfree")
+    with open(tmp_path / "queued", "wb") as stream:
+        gate = threading.Event()
+        queue.submit_job(CallJob(lambda: gate.wait(60)), lane=stream)  # the write waits behind it
+        parent_writes = [bgwrite(stream, b"x" * 1000, queue=queue)]
+        outcome = run_in_forked_child(lambda: _queued_parent_write_freed_in_child(parent_writes))
+        gate.set()
+        assert parent_writes[0].result(timeout=60) == 1000
+        queue.shutdown(wait=True)
+    assert outcome == "OK", f"the forked child failed: {outcome}"
+    assert (tmp_path / "queued").read_bytes() == b"x" * 1000
 
 
 def _write_and_return_without_waiting(path: str, count: int, size: int) -> None:
