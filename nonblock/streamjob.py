@@ -237,6 +237,8 @@ class StreamWriteJob:
         results = []
         for rider in riders:
             job = rider._job
+            if error is None:  # mostly credited by _count already; not so a write of nothing
+                rider.status = job.written = job.total
             results.append(job.total)
             job.blocks = ()  # written, or never to be: the payload can go
         return results

@@ -3,20 +3,21 @@
 A task is made for every write, so what it costs to make and to complete is
 most of what a small write costs.  A plain Future builds a
 ``threading.Condition`` up front (several allocations and a few microseconds)
-that almost nobody waits on.  A Task builds only a lock (re-entrant, as Future's); the Condition,
-around that same lock, is made the first time anything asks for it: a waiter
-that finds the task unfinished, ``add_done_callback``, ``futures.wait``.
-Completing a task nobody waits on never builds one.  Nor is the lock made up
-front: a task makes it the first time anything needs it (a waiter, a callback,
-a watcher of its states, a cancel), under one module-wide guard, and the
-engine completes a task that has none under that same guard.  A batch of
-small writes then ends under one lock acquisition, not one per task.
+that almost nobody waits on.  A Task builds nothing up front.  Its lock
+(re-entrant, as Future's) is made the first time anything needs it: a waiter,
+a done-callback, a watcher of its states, a cancel.  The Condition, around that
+lock, is made the first time anything waits.  Completing a task nobody waits on
+builds neither, and the engine ends a batch of such tasks under one lock
+acquisition, not one per task (:func:`end_io_in_order`).
 
-Why that is safe: every change that completes the Future happens holding the
-lock, and a waiter builds the Condition *before* it takes the lock to look at
-the state.  So a completion that finds no Condition while holding the lock knows
-that any later waiter will see the finished state under that lock, and one
-that finds a Condition notifies it as Future does.
+Why that is safe: every lock is made under one module-wide guard, and a task
+that has none is completed under that same guard; so whoever wants to wait,
+hook on or cancel either comes before (and the completion finds the lock and
+goes the locked way) or after (and finds the task finished).  With a lock,
+every change that completes the Future happens holding it, and a waiter builds
+the Condition *before* it takes the lock to look at the state: a completion
+that finds no Condition knows that any later waiter will see the finished
+state, and one that finds a Condition notifies it as Future does.
 
 The engine (:mod:`nonblock.hddq`) keeps its own bookkeeping on the task; this
 module knows nothing of queues except that a waiting thread must not be one of
@@ -418,7 +419,7 @@ class Task(_FutureBase[_T]):
         whether it was, and the hooks now due (see :meth:`_when_io_done`); a
         task not completed here goes to :meth:`_deliver` on the callback thread.
         """
-        # The path of most small writes: kept short (class defaults stand for None).
+        # Class defaults stand for None until a task sets its own.
         with self._state_lock:
             self._io_done = True
             self._job = None
@@ -574,7 +575,7 @@ def _make_new_lock_guard() -> None:
 
 # Held while a task makes its lock, and while the engine completes tasks that have none.
 # Re-entrant: a signal handler or a GC finalizer may run on a thread that holds it
-# and touch a task of its own (tests/test_task.py has such a finalizer).
+# and touch a task of its own (tests/test_task.py re-enters it that way).
 _lock_guard = _thread.RLock()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_make_new_lock_guard)

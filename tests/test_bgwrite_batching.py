@@ -299,3 +299,15 @@ def test_writes_a_buffered_stream_took_whole_show_it_while_its_flush_waits_for_r
         except OSError:
             pass
         os.close(read_fd)
+
+
+def test_empty_writes_carried_behind_a_write_report_nothing_written(hq, tmp_path):
+    path, stream = counting_file(tmp_path, "empties")
+    gate = hold_lane(hq, stream)
+    writes = [bgwrite(stream, data, queue=hq) for data in (b"abc", b"", b"")]
+    gate.set()
+    assert [write.result(timeout=60) for write in writes] == [3, 0, 0]
+    assert [write.status for write in writes] == [3, 0, 0]
+    assert [write.bytes_written for write in writes] == [3, 0, 0]
+    stream.close()
+    assert path.read_bytes() == b"abc"
