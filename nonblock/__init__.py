@@ -7,7 +7,9 @@ in the background, in order, and reports every error.
 """
 
 from nonblock.background import ThreadManager, background, do_async, thread_manager
+from nonblock.background_read import BackgroundReadData, bgread
 from nonblock.bgwrite import (
+    BG_IO_PRIOS,
     IO_PRIORITY_PROFILES,
     BackgroundIOPriority,
     BackgroundWriteProcess,
@@ -26,14 +28,17 @@ from nonblock.hddq import (
     is_shutdown,
     shutdown,
 )
+from nonblock.read import nonblock_read
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BG_IO_PRIOS",
     "BackgroundBinaryFile",
     "BackgroundHddFile",
     "BackgroundTextFile",
     "BackgroundIOPriority",
+    "BackgroundReadData",
     "BackgroundWriteProcess",
     "ExecutionState",
     "HddQueue",
@@ -43,12 +48,14 @@ __all__ = [
     "QueueShutdown",
     "Task",
     "background",
+    "bgread",
     "bgwrite",
     "bgwrite_chunk",
     "chunk_data",
     "default_queue",
     "do_async",
     "is_shutdown",
+    "nonblock_read",
     "shutdown",
     "thread_manager",
 ]

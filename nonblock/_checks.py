@@ -6,6 +6,7 @@ names the argument and shows the value that was refused.
 
 from __future__ import annotations
 
+import decimal
 import math
 import numbers
 from typing import Any
@@ -41,6 +42,31 @@ def positive_int(name: str, value: Any) -> int:
     if value < 1:
         raise ValueError(f"{name} must be an int >= 1, not {show(value)}")
     return int(value)
+
+
+def truncated_count(name: str, value: Any, minimum: int) -> int:
+    """*value* truncated to an int >= *minimum*, as python-nonblock's ``int(value)`` did.
+
+    Any real number is taken (float, Fraction, Decimal, numpy's numbers), so
+    ``len(data) / 4`` works as a chunk size.  Refused with the argument named:
+    bool, str and other non-numbers (``int()`` would take ``True`` and ``'4'``),
+    NaN and infinities, and anything whose ``int()`` is below *minimum*.
+    """
+    if type(value) is int and value >= minimum:
+        return value
+    what = f"a number whose int() is >= {minimum}"
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, decimal.Decimal)):
+        raise TypeError(f"{name} must be {what}, not {show(value)}")
+    if isinstance(value, decimal.Decimal):
+        finite = value.is_finite()
+    else:
+        finite = isinstance(value, numbers.Integral) or math.isfinite(float(value))
+    if not finite:
+        raise ValueError(f"{name} must be {what}, not {show(value)}")
+    count = int(value)  # type: ignore[arg-type]  # every Real and Decimal has __int__
+    if count < minimum or value < minimum:
+        raise ValueError(f"{name} must be {what}, not {show(value)}")
+    return count
 
 
 def real_number(name: str, value: Any, *, minimum: float, maximum: float,

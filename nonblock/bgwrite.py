@@ -29,6 +29,7 @@ from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple, Union
 from nonblock import _checks
 from nonblock.hddq import HddQueue, Task, default_queue
 from nonblock.priority import (
+    BG_IO_PRIOS,
     DEFAULT_IO_PRIORITY,
     IO_PRIORITY_PROFILES,
     BackgroundIOPriority,
@@ -37,6 +38,7 @@ from nonblock.priority import (
 from nonblock.streamjob import Block, StreamWriteJob
 
 __all__ = [
+    "BG_IO_PRIOS",
     "BackgroundIOPriority",
     "BackgroundWriteProcess",
     "IO_PRIORITY_PROFILES",
@@ -125,7 +127,7 @@ class BackgroundWriteProcess(Task[int], StreamWriteJob):
                 f"chainAfter must be a BackgroundWriteProcess or None, not {_checks.show(chainAfter)}"
             )
         if chunkSize is not None:
-            chunkSize = _checks.positive_int("chunkSize", chunkSize)
+            chunkSize = _checks.truncated_count("chunkSize", chunkSize, 1)
         if queue is not None and not isinstance(queue, HddQueue):
             raise TypeError(f"queue must be an HddQueue or None, not {_checks.show(queue)}")
         kind = _checked_stream_kind(fileObj, fsync)
@@ -155,6 +157,11 @@ class BackgroundWriteProcess(Task[int], StreamWriteJob):
             target._submit(self, self, self.stream, ())  # submit_job, minus its checks
         else:
             target.submit_job(self, self, lane=self.stream, after=(self.chainAfter,))
+
+    @property
+    def backgroundIOPriority(self) -> BackgroundIOPriority:
+        """The profile this write uses (python-nonblock's name for the resolved ``ioPrio``)."""
+        return self.ioPrio
 
     @property
     def fileObj(self) -> Any:
@@ -264,12 +271,14 @@ def bgwrite_chunk(
     on_fail: Callback = None,
     on_end: Callback = None,
 ) -> BackgroundWriteProcess:
-    """Like :func:`bgwrite`, but cut the data into chunks of *chunkSize* (an int >= 1).
+    """Like :func:`bgwrite`, but cut the data into chunks of *chunkSize*.
 
-    Smaller chunks reach the other side sooner and share the disk more finely,
-    at some cost in throughput.  A list payload has each item cut this way.
+    *chunkSize* is any number whose ``int()`` is at least 1 (``len(data) / 4``
+    works; it is truncated, as python-nonblock does).  Smaller chunks reach the
+    other side sooner and share the disk more finely, at some cost in
+    throughput.  A list payload has each item cut this way.
     """
-    chunkSize = _checks.positive_int("chunkSize", chunkSize)
+    chunkSize = _checks.truncated_count("chunkSize", chunkSize, 1)
     process = BackgroundWriteProcess.__new__(BackgroundWriteProcess)
     process._set_up(fileObj, data, closeWhenFinished, chainAfter, ioPrio, chunkSize, fsync,
                     queue, on_success, on_fail, on_end)
@@ -280,9 +289,10 @@ def bgwrite_chunk(
 def chunk_data(data: Union[str, bytes, bytearray, memoryview], chunkSize: int) -> List[Any]:
     """Cut *data* into a list of slices of at most *chunkSize* items each.
 
-    ``chunk_data("123456789", 2) == ["12", "34", "56", "78", "9"]``
+    ``chunk_data("123456789", 2) == ["12", "34", "56", "78", "9"]``; *chunkSize*
+    is truncated to an int, as in :func:`bgwrite_chunk`.
     """
-    chunkSize = _checks.positive_int("chunkSize", chunkSize)
+    chunkSize = _checks.truncated_count("chunkSize", chunkSize, 1)
     if not isinstance(data, (str, bytes, bytearray, memoryview)):
         raise TypeError(f"data must be str or a bytes-like object, not {_checks.show(data)}")
     return [data[start: start + chunkSize] for start in range(0, len(data), chunkSize)]

@@ -94,7 +94,7 @@ class Step:
     """What a job asks the queue for after one op.
 
     Use the constructors: :meth:`more`, :meth:`sleep`, :meth:`wait_writable`,
-    :meth:`done`.
+    :meth:`wait_readable`, :meth:`done`.
     """
 
     __slots__ = ("kind", "value")
@@ -103,6 +103,7 @@ class Step:
     SLEEP = 1
     WAIT_WRITABLE = 2
     DONE = 3
+    WAIT_READABLE = 4
 
     def __init__(self, kind: int, value: Any = None) -> None:
         self.kind = kind
@@ -122,6 +123,11 @@ class Step:
     def wait_writable(cls, fileno: Optional[int]) -> Step:
         """Run the next op once the descriptor *fileno* is writable."""
         return cls(cls.WAIT_WRITABLE, fileno)
+
+    @classmethod
+    def wait_readable(cls, fileno: Optional[int]) -> Step:
+        """Run the next op once the descriptor *fileno* has data (or its end) to read."""
+        return cls(cls.WAIT_READABLE, fileno)
 
     @classmethod
     def done(cls, result: Any = None) -> Step:
@@ -153,9 +159,9 @@ def _check_step(step: Any) -> None:
     if step.kind == Step.SLEEP:
         if isinstance(step.value, bool) or not isinstance(step.value, (int, float)) or not step.value >= 0:
             raise TypeError(f"Step.sleep needs a number of seconds >= 0, not {step.value!r}")
-    elif step.kind == Step.WAIT_WRITABLE:
+    elif step.kind in (Step.WAIT_WRITABLE, Step.WAIT_READABLE):
         if step.value is not None and (isinstance(step.value, bool) or not isinstance(step.value, int)):
-            raise TypeError(f"Step.wait_writable needs a descriptor or None, not {step.value!r}")
+            raise TypeError(f"Step.wait_writable/wait_readable need a descriptor or None, not {step.value!r}")
     elif step.kind not in (Step.MORE, Step.DONE):
         raise TypeError(f"unknown step kind {step.kind!r}")
 
@@ -225,7 +231,11 @@ class HddQueue:
         self._disk_token = threading.Lock()
         self._ready: Deque[Task[Any]] = collections.deque()
         self._timers: List[Tuple[float, int, Task[Any]]] = []
-        self._writable_waiters: List[Tuple[int, Task[Any]]] = []
+        # (descriptor, poll events, task): tasks waiting in poll() to write or read.
+        self._fd_waiters: List[Tuple[int, int, Task[Any]]] = []
+        # Tasks that must not hold up a drain or the exit (a bgread of a pipe that
+        # may never end): not counted in _accepted or _io_pending.
+        self._daemon_tasks: set[Task[Any]] = set()
         self._lanes: Dict[Hashable, Deque[Task[Any]]] = {}
         self._tiebreak = itertools.count()
         self._accepted: set[Task[Any]] = set()
@@ -301,6 +311,30 @@ class HddQueue:
             for predecessor in predecessors:
                 predecessor._when_io_done(self._predecessor_done_hook(task))
             self._open_gate(task)
+        return task
+
+    def submit_daemon_job(self, job: Job, task: Optional[Task[Any]] = None) -> Task[Any]:
+        """Queue *job* as a daemon: it never holds up :meth:`wait_idle`, :meth:`shutdown` or the exit.
+
+        For work that may wait forever on something outside the program, such as
+        reading a pipe whose writer never closes it.  A daemon task has no lane
+        and no predecessors.  When the queue stops, a daemon task that is still
+        waiting is abandoned (its job cleans up) and fails with
+        :class:`QueueShutdown`.
+        """
+        if task is None:
+            task = Task()
+        with self._lock:
+            if self._shutdown_requested:
+                raise QueueShutdown(f"the HDD queue {self.name!r} has been shut down")
+            if task._queue is not None:
+                raise RuntimeError(f"{task!r} has already been submitted")
+            if not self._threads:
+                self._start_threads()
+            task._queue = self
+            task._job = job
+            self._daemon_tasks.add(task)
+            self._make_ready(task)
         return task
 
     def _predecessor_done_hook(self, task: Task[Any]) -> Callable[[Task[Any]], None]:
@@ -386,19 +420,27 @@ class HddQueue:
                     now = time.monotonic()
                     while self._timers and self._timers[0][0] <= now:
                         self._ready.append(heapq.heappop(self._timers)[2])
-                if self._ready:
-                    self._busy_io_threads += 1
-                    return self._ready.popleft()
                 if self._shutdown_requested and self._io_pending == 0:
+                    # Only daemon tasks can be left: they do not keep the queue going.
                     self._work_ready.notify_all()
                     if self._poller_active:
                         self._wake_poller()
+                    leftovers = self._take_waiting_daemons()
+                    if leftovers:
+                        self._lock.release()
+                        try:
+                            self._abandon_daemons(leftovers)
+                        finally:
+                            self._lock.acquire()
                     return None
+                if self._ready:
+                    self._busy_io_threads += 1
+                    return self._ready.popleft()
                 timeout = None
                 if self._timers:
                     timeout = max(0.0, self._timers[0][0] - time.monotonic())
-                if self._writable_waiters and not self._poller_active:
-                    self._poll_writable(timeout)
+                if self._fd_waiters and not self._poller_active:
+                    self._poll_fds(timeout)
                 else:
                     self._idle_io_threads += 1
                     try:
@@ -406,8 +448,8 @@ class HddQueue:
                     finally:
                         self._idle_io_threads -= 1
 
-    def _poll_writable(self, timeout: Optional[float]) -> None:
-        """Wait, without the lock, for a waiting stream to become writable.
+    def _poll_fds(self, timeout: Optional[float]) -> None:
+        """Wait, without the lock, for a waiting stream to become writable or readable.
 
         Called with the lock held; only one IO thread polls at a time, and
         :meth:`_make_ready` wakes it through the wake pipe when other work arrives.
@@ -416,25 +458,58 @@ class HddQueue:
         wake_read = self._wake_fds[0]
         poller = select.poll()
         poller.register(wake_read, select.POLLIN)
-        for fileno, _task in self._writable_waiters:
-            poller.register(fileno, select.POLLOUT)
+        wanted: Dict[int, int] = {}
+        for fileno, events, _task in self._fd_waiters:
+            wanted[fileno] = wanted.get(fileno, 0) | events  # one registration per descriptor
+        for fileno, events in wanted.items():
+            poller.register(fileno, events)
         self._poller_active = True
         self._lock.release()
         try:
-            events = poller.poll(None if timeout is None else timeout * 1000.0)
+            happened = poller.poll(None if timeout is None else timeout * 1000.0)
         finally:
             self._lock.acquire()
             self._poller_active = False
         _drain_wake_pipe(wake_read)
-        ready_fds = {fileno for fileno, _mask in events if fileno != wake_read}
+        ready_fds = {fileno for fileno, _mask in happened if fileno != wake_read}
         if ready_fds:
+            # Any event on a descriptor (an error or a hang-up too) lets its task
+            # try again: its op meets the error or the end itself.
             still_waiting = []
-            for fileno, task in self._writable_waiters:
-                if fileno in ready_fds:
-                    self._ready.append(task)
+            for waiter in self._fd_waiters:
+                if waiter[0] in ready_fds:
+                    self._ready.append(waiter[2])
                 else:
-                    still_waiting.append((fileno, task))
-            self._writable_waiters = still_waiting
+                    still_waiting.append(waiter)
+            self._fd_waiters = still_waiting
+
+    def _take_waiting_daemons(self) -> List[Task[Any]]:
+        """Remove the daemon tasks waiting anywhere in the queue; called with the lock held."""
+        daemons = self._daemon_tasks
+        if not daemons:
+            return []
+        taken = [task for task in self._ready if task in daemons]
+        taken += [entry[2] for entry in self._timers if entry[2] in daemons]
+        taken += [entry[2] for entry in self._fd_waiters if entry[2] in daemons]
+        if taken:
+            self._ready = collections.deque(task for task in self._ready if task not in daemons)
+            self._timers = [entry for entry in self._timers if entry[2] not in daemons]
+            heapq.heapify(self._timers)
+            self._fd_waiters = [entry for entry in self._fd_waiters if entry[2] not in daemons]
+        return taken
+
+    def _abandon_daemons(self, tasks: List[Task[Any]]) -> None:
+        """End daemon tasks left waiting when the queue stops: their jobs clean up, they fail."""
+        for task in tasks:
+            failure = QueueShutdown(f"the HDD queue {self.name!r} stopped while this task waited")
+            job = task._job
+            if job is not None:
+                with self._disk_token:
+                    try:
+                        job.abandon(failure)
+                    except BaseException:
+                        logger.exception("cleaning up %r at shutdown failed", task)
+            self._io_finished(task, None, failure)
 
     def _wake_poller(self) -> None:
         if self._wake_fds is not None:
@@ -547,16 +622,19 @@ class HddQueue:
             with self._lock:
                 deadline = time.monotonic() + step.value
                 heapq.heappush(self._timers, (deadline, next(self._tiebreak), task))
-        elif kind == Step.WAIT_WRITABLE:
+        elif kind == Step.WAIT_WRITABLE or kind == Step.WAIT_READABLE:
             with self._lock:
                 if step.value is None or step.value < 0:
                     deadline = time.monotonic() + _EAGAIN_BACKOFF
                     heapq.heappush(self._timers, (deadline, next(self._tiebreak), task))
                 else:
-                    self._writable_waiters.append((step.value, task))
+                    events = select.POLLOUT if kind == Step.WAIT_WRITABLE else select.POLLIN
+                    self._fd_waiters.append((step.value, events, task))
                     if self._poller_active:
                         self._wake_poller()
-                    else:
+                    elif self._ready:
+                        # This thread has ready work to do first: the sister polls meanwhile.
+                        # Otherwise this thread polls itself, a thread switch cheaper.
                         self._work_ready.notify()
         else:
             self._io_finished(task, None, TypeError(f"job returned an unknown step {step!r}"))
@@ -587,7 +665,13 @@ class HddQueue:
         ending = len(members)
         completed, handed_over, hooks = end_io_in_order(members, results, error, self._undelivered == 0)
         with self._lock:
-            self._io_pending -= ending
+            daemons = self._daemon_tasks
+            if daemons and task in daemons:
+                daemons.discard(task)  # never counted as pending
+                if self._shutdown_requested and not daemons and not self._accepted:
+                    self._completions.put(_STOP)
+            else:
+                self._io_pending -= ending
             lane = task._lane
             if lane is not None:
                 waiting = self._lanes[lane]
@@ -619,11 +703,17 @@ class HddQueue:
         while True:
             if stop_requested:
                 with self._lock:
-                    if not self._accepted:
+                    if not self._accepted and not self._daemon_tasks and not self._undelivered:
                         return
             item = self._completions.get()
             if item is _STOP:
                 stop_requested = True
+                continue
+            if type(item) is _CallbackCall:
+                item.run()
+                with self._lock:
+                    self._undelivered -= 1
+                item = None
                 continue
             task, result, error = item
             try:
@@ -637,6 +727,17 @@ class HddQueue:
                     if not self._accepted:
                         self._drained.notify_all()
             item = task = result = error = None  # an idle thread holds no finished task
+
+    def call_on_callback_thread(self, function: Callable[..., object], *args: Any) -> None:
+        """Run ``function(*args)`` on this queue's callback thread, in order with task completions.
+
+        For a job that reports progress to user code (a bgread's ``on_data``):
+        the IO threads never run user code.  An exception it raises is logged.
+        Completions handed over later are delivered after it.
+        """
+        with self._lock:
+            self._undelivered += 1
+        self._completions.put(_CallbackCall(function, args))
 
     # -- shutting down --------------------------------------------------------------
 
@@ -698,7 +799,7 @@ class HddQueue:
         The parent's tasks fail in the child (the parent still runs them), so a
         child that waits on one is told at once instead of waiting forever.
         """
-        abandoned = list(self._accepted)
+        abandoned = list(self._accepted) + list(self._daemon_tasks)
         wake_fds = self._wake_fds
         self._reset()
         if wake_fds is not None:
@@ -724,6 +825,22 @@ class HddQueue:
 
     def __repr__(self) -> str:
         return f"<HddQueue {self.name!r} pending={len(self._accepted)}>"
+
+
+class _CallbackCall:
+    """A call for the callback thread to make (see :meth:`HddQueue.call_on_callback_thread`)."""
+
+    __slots__ = ("function", "args")
+
+    def __init__(self, function: Callable[..., object], args: Tuple[Any, ...]) -> None:
+        self.function = function
+        self.args = args
+
+    def run(self) -> None:
+        try:
+            self.function(*self.args)
+        except BaseException:  # user code must not kill the callback thread
+            logger.exception("callback %r raised", self.function)
 
 
 def _make_wake_pipe() -> Tuple[int, int]:

@@ -13,7 +13,9 @@ from typing import Any, Callable, Dict, Union
 
 from nonblock import _checks
 
-__all__ = ["BackgroundIOPriority", "IO_PRIORITY_PROFILES", "DEFAULT_IO_PRIORITY", "resolve_priority"]
+__all__ = [
+    "BG_IO_PRIOS", "BackgroundIOPriority", "IO_PRIORITY_PROFILES", "DEFAULT_IO_PRIORITY", "resolve_priority",
+]
 
 _FIELDS = ("chainPollTime", "defaultChunkSize", "bandwidthPct", "numChunksRateSmoothing")
 
@@ -108,7 +110,16 @@ class BackgroundIOPriority:
         return f"BackgroundIOPriority({fields})"
 
 
-IO_PRIORITY_PROFILES: Dict[int, BackgroundIOPriority] = {
+class _ProfileTable(Dict[int, BackgroundIOPriority]):
+    """The numbered profiles: a dict whose entries can be replaced only by profiles."""
+
+    def __setitem__(self, key: int, value: BackgroundIOPriority) -> None:
+        if not isinstance(value, BackgroundIOPriority):
+            raise TypeError(f"a priority profile must be a BackgroundIOPriority, not {_checks.show(value)}")
+        super().__setitem__(key, value)
+
+
+IO_PRIORITY_PROFILES: Dict[int, BackgroundIOPriority] = _ProfileTable({
     1: BackgroundIOPriority(0.0009, 5242880, 100),
     2: BackgroundIOPriority(0.0009, 4194304, 90),
     3: BackgroundIOPriority(0.0015, 3145728, 78),
@@ -119,8 +130,16 @@ IO_PRIORITY_PROFILES: Dict[int, BackgroundIOPriority] = {
     8: BackgroundIOPriority(0.0024, 524288, 35),
     9: BackgroundIOPriority(0.0031, 314572, 30),
     10: BackgroundIOPriority(0.0100, 262144, 20),
-}
-"""python-nonblock's ten profiles: 1 is the fastest, 10 leaves the most room to others."""
+})
+"""python-nonblock's ten profiles: 1 is the fastest, 10 leaves the most room to others.
+
+An integer ``ioPrio`` is looked up here at each call, so changing a profile's
+field (validated, as any assignment is) or putting another profile in its
+place changes the writes made afterwards.
+"""
+
+BG_IO_PRIOS = IO_PRIORITY_PROFILES
+"""python-nonblock's name for the same table (``nonblock.BackgroundWrite.BG_IO_PRIOS``)."""
 
 DEFAULT_IO_PRIORITY = 4
 
