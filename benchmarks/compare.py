@@ -2,13 +2,14 @@
 
     python benchmarks/compare.py [--quick] [--only h,i,j]
 
-Runs scenarios a-m (see SCENARIOS below), repetitions interleaved so that the
+Runs scenarios a-p (see SCENARIOS below), repetitions interleaved so that the
 contenders see the same machine weather, prints a markdown table of medians
 and ratios, and writes it, with the machine description, to
 benchmarks/results.md (overwritten; not with --only).  Scenarios a-g compare
 bgwrite with python-nonblock's, h-j compare nonblock.hddq's mhddq API with
 mhddq, k-m compare BackgroundHddFile with the builtin open() doing the same
-writes (there is no peer library).
+writes (there is no peer library), and n-p compare nonblock_read and bgread
+with python-nonblock's and with plain blocking read loops.
 
 The repository's nonblock runs in this process.  Each peer is installed (if
 missing) with ``pip install --target benchmarks/.peers/<peer>`` and runs in a
@@ -72,6 +73,7 @@ OWN_PROCESS = PeerSpec("nonblock", "", "", "nonblock in a process of its own", h
 # k-m: BackgroundHddFile against the builtin open(), no peer library.
 PEER_OF_SCENARIO: Dict[str, Optional[PeerSpec]] = {
     **dict.fromkeys("abcdefg", PYTHON_NONBLOCK), **dict.fromkeys("hij", MHDDQ), **dict.fromkeys("klm", None),
+    **dict.fromkeys("nop", PYTHON_NONBLOCK),
 }
 
 # (bandwidthPct, the ioPrio whose profile has it, that profile's chunk size)
@@ -105,6 +107,12 @@ class Settings:
     line_writes: int
     fifo_size: int
     fifo_reps: int
+    read_size: int
+    peer_read_size: int
+    read_reps: int
+    bgread_size: int
+    peer_bgread_size: int
+    bgread_count: int
 
 
 FULL = Settings(
@@ -113,6 +121,8 @@ FULL = Settings(
     interactive_size=512 * MiB, interactive_reps=5, interactive_seconds=1.0,
     ops_count=10_000, ops_reps=7, round_trips=200, round_trip_reps=5, enqueue_calls=100, enqueue_reps=5,
     file_size=1024 * MiB, line_writes=1_000_000, fifo_size=1024 * MiB, fifo_reps=3,
+    read_size=16 * MiB, peer_read_size=16 * MiB, read_reps=7, bgread_size=256 * MiB,
+    peer_bgread_size=16 * MiB, bgread_count=100,
 )
 QUICK = Settings(
     name="quick", reps=3, return_reps=7, big_size=256 * MiB, drain_size=1024 * MiB, drain_reps=2,
@@ -120,6 +130,8 @@ QUICK = Settings(
     interactive_size=512 * MiB, interactive_reps=3, interactive_seconds=0.5,
     ops_count=10_000, ops_reps=3, round_trips=200, round_trip_reps=3, enqueue_calls=100, enqueue_reps=3,
     file_size=256 * MiB, line_writes=200_000, fifo_size=256 * MiB, fifo_reps=2,
+    read_size=16 * MiB, peer_read_size=2 * MiB, read_reps=3, bgread_size=256 * MiB, peer_bgread_size=4 * MiB,
+    bgread_count=100,
 )
 
 
@@ -155,6 +167,8 @@ def fmt_ratio(ratio: float) -> str:
 
 
 def fmt_rate(bytes_per_s: float) -> str:
+    if bytes_per_s < 1e8:
+        return f"{bytes_per_s / 1e6:.2f} MB/s"
     return f"{bytes_per_s / 1e9:.2f} GB/s"
 
 
@@ -164,7 +178,7 @@ def verdict(met: Optional[bool]) -> str:
 
 def render_table(rows: Sequence[Row]) -> str:
     """The rows as a markdown table."""
-    peer = f"peer: {PYTHON_NONBLOCK.name} (a-g), {MHDDQ.name} (h-j), none (k-m)"
+    peer = f"peer: {PYTHON_NONBLOCK.name} (a-g, n-p), {MHDDQ.name} (h-j), none (k-m)"
     header = ("#", "measurement", "plain loop", "nonblock", peer, "ratio", "target", "")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
@@ -784,11 +798,74 @@ def scenario_m(bench: Bench) -> List[Row]:
     )]
 
 
+# -- n-p: the read half --------------------------------------------------------------------------
+
+
+def scenario_n(bench: Bench) -> List[Row]:
+    size, peer_size, reps = bench.settings.read_size, bench.settings.peer_read_size, bench.settings.read_reps
+    runs = interleave(reps, {
+        "plain": lambda: workloads.plain_pipe_drain(size),
+        "nonblock": lambda: workloads.nonblock_read_drain(bench.nb, size),
+    })
+    # python-nonblock reads a byte per select(): one run, of its own size, compared as a rate.
+    peer_s = bench.peer.call("nonblock_read_drain", timeout=1200.0, size=peer_size)
+    plain, nb = median(runs["plain"]), median(runs["nonblock"])
+    vs_plain = nb / plain
+    speedup = (size / nb) / (peer_size / peer_s)
+    return [Row(
+        "n", f"nonblock_read draining {size // MiB} MiB from a pipe fed by another process "
+        f"(python-nonblock: {peer_size // MiB} MiB, one run)",
+        f"{fmt_time(plain)} ({spread(runs['plain'])}; blocking os.read loop)",
+        f"{fmt_time(nb)} ({spread(runs['nonblock'])}), {fmt_rate(size / nb)}",
+        f"{fmt_time(peer_s)}, {fmt_rate(peer_size / peer_s)}",
+        f"{fmt_ratio(speedup)} the peer's rate; nonblock/plain {fmt_ratio(vs_plain)}",
+        ">= 100x the peer; nonblock/plain <= 1.5x", speedup >= 100 and vs_plain <= 1.5,
+    )]
+
+
+def scenario_o(bench: Bench) -> List[Row]:
+    settings = bench.settings
+    size, peer_size, reps = settings.bgread_size, settings.peer_bgread_size, settings.read_reps
+    runs = interleave(reps, {
+        "plain": lambda: workloads.plain_thread_read(size),
+        "nonblock": lambda: workloads.bgread_drain(bench.nb, size),
+    })
+    peer_s = bench.peer.call("bgread_drain", timeout=1200.0, size=peer_size)
+    plain, nb = median(runs["plain"]), median(runs["nonblock"])
+    share = plain / nb
+    return [Row(
+        "o", f"bgread of {size // MiB} MiB from a pipe fed by another process, until finished "
+        f"(python-nonblock: {peer_size // MiB} MiB, one run)",
+        f"{fmt_time(plain)} ({spread(runs['plain'])}; a blocking read loop on its own thread), "
+        f"{fmt_rate(size / plain)}",
+        f"{fmt_time(nb)} ({spread(runs['nonblock'])}), {fmt_rate(size / nb)}",
+        f"{fmt_time(peer_s)}, {fmt_rate(peer_size / peer_s)}",
+        f"nonblock's throughput {share:.2f}x the plain thread's",
+        ">= 0.8x the plain thread's throughput", share >= 0.8,
+    )]
+
+
+def scenario_p(bench: Bench) -> List[Row]:
+    count = bench.settings.bgread_count
+    with open(os.devnull, "wb") as sink:  # the queue's own threads are started before counting
+        bench.nb.bgwrite(sink, b"start").join()
+    nb = workloads.concurrent_bgreads(bench.nb, count)
+    peer = bench.peer.call("concurrent_bgreads", count=count)
+    return [Row(
+        "p", f"{count} concurrent bgreads of {count} pipes: threads added while they wait "
+        "(nonblock: beyond its queue's three, started before)",
+        "—", f"{nb['extra_threads']:.0f} (all read in {fmt_time(nb['seconds'])})",
+        f"{peer['extra_threads']:.0f} (all read in {fmt_time(peer['seconds'])})",
+        f"{nb['extra_threads']:.0f} vs {peer['extra_threads']:.0f}",
+        "nonblock <= 1 extra thread", nb["extra_threads"] <= 1,
+    )]
+
+
 SCENARIOS: Sequence[Tuple[str, Callable[[Bench], List[Row]]]] = (
     ("a", scenario_a), ("b", scenario_b), ("c", scenario_c), ("d", scenario_d),
     ("e", scenario_e), ("f", scenario_f), ("g", scenario_g), ("h", scenario_h),
     ("i", scenario_i), ("j", scenario_j), ("k", scenario_k), ("l", scenario_l),
-    ("m", scenario_m),
+    ("m", scenario_m), ("n", scenario_n), ("o", scenario_o), ("p", scenario_p),
 )
 
 
@@ -953,6 +1030,13 @@ How to read it:
   the high-water mark a new process inherits from the one that spawned it. A reader thread
   drains the FIFO at a fixed rate far below the writer's, so the writer waits on its bound the
   whole time; it checks it got every byte.
+- n-o: a child process writes the bytes into a pipe in 1 MiB os.write calls; timing starts once
+  its first bytes wait in the pipe, and every run checks the count. python-nonblock reads a byte
+  per select() (n) or sleeps pollTime after every block (o), so it gets one run of a smaller size
+  and is compared by rate. o's reference is a thread of its own in a blocking os.read loop that
+  keeps every block, as bgread does; bgread's time runs from the call until it is finished.
+- p: threads alive while the bgreads wait, less those alive before (nonblock's queue threads are
+  started first, by a write); then every pipe gets a line and is closed.
 """
 
 

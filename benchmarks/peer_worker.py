@@ -109,6 +109,7 @@ PEERS: Dict[str, Peer] = {
     "python-nonblock": Peer(import_python_nonblock, (
         "warm_up", "bgwrite_return_time", "big_write_time", "many_small_writes",
         "chain_per_link", "latency_during_drain", "throttled_rate", "interactivity",
+        "nonblock_read_drain", "bgread_drain", "concurrent_bgreads",
     )),
     "mhddq": Peer(import_mhddq, (
         "ops_throughput", "round_trips", "enqueue_while_callback_sleeps",

@@ -828,3 +828,128 @@ def fifo_peak_memory(
         "elapsed_s": elapsed,
         "read_rate": reader.total / reader.elapsed_s,
     }
+
+
+# -- n-p: the read half (nonblock_read, bgread) ----------------------------------------------------
+
+_FEEDER = (
+    "import os, sys\n"
+    "size = int(sys.argv[1]); block = b'r' * (1 << 20)\n"
+    "while size > 0:\n"
+    "    size -= os.write(1, block[:size])\n"
+)
+
+
+def _start_feeder(size: int) -> Any:
+    """A process writing *size* bytes into a pipe; returned once its first bytes wait in the pipe."""
+    import select
+    import subprocess
+    import sys
+
+    feeder = subprocess.Popen([sys.executable, "-c", _FEEDER, str(size)], stdout=subprocess.PIPE, bufsize=0)
+    select.select([feeder.stdout], [], [], 60)
+    return feeder
+
+
+def _end_feeder(feeder: Any, got: int, size: int) -> None:
+    feeder.stdout.close()
+    if feeder.wait(60) != 0 or got != size:
+        raise AssertionError(f"read {got} of {size} bytes from the feeder")
+
+
+def plain_pipe_drain(size: int) -> float:
+    """Seconds for a blocking os.read loop to drain *size* bytes from another process's pipe."""
+    feeder = _start_feeder(size)
+    fd, got = feeder.stdout.fileno(), 0
+    start = time.perf_counter()
+    while True:
+        block = os.read(fd, 65536)
+        if not block:
+            break
+        got += len(block)
+    elapsed = time.perf_counter() - start
+    _end_feeder(feeder, got, size)
+    return elapsed
+
+
+def nonblock_read_drain(lib: ModuleType, size: int) -> float:
+    """Seconds for a ``lib.nonblock_read`` loop to drain *size* bytes (select() when it gives nothing)."""
+    import select
+
+    feeder = _start_feeder(size)
+    stream, got = feeder.stdout, 0
+    start = time.perf_counter()
+    while True:
+        block = lib.nonblock_read(stream)
+        if block is None:
+            break
+        if block:
+            got += len(block)
+        else:
+            select.select([stream], [], [], 60)
+    elapsed = time.perf_counter() - start
+    _end_feeder(feeder, got, size)
+    return elapsed
+
+
+def plain_thread_read(size: int) -> float:
+    """Seconds for a thread of its own, in a blocking read loop keeping every block, to drain *size* bytes."""
+    feeder = _start_feeder(size)
+    blocks: List[bytes] = []
+
+    def read_all() -> None:
+        fd = feeder.stdout.fileno()
+        while True:
+            block = os.read(fd, 65536)
+            if not block:
+                return
+            blocks.append(block)
+
+    start = time.perf_counter()
+    reader = threading.Thread(target=read_all)
+    reader.start()
+    reader.join()
+    elapsed = time.perf_counter() - start
+    _end_feeder(feeder, sum(map(len, blocks)), size)
+    return elapsed
+
+
+def _wait_finished(reading: Any) -> None:
+    wait = getattr(reading, "wait", None)
+    if wait is not None:
+        wait()
+        return
+    while not reading.isFinished and reading.error is None:  # python-nonblock has nothing to wait on
+        time.sleep(0.001)
+
+
+def bgread_drain(lib: ModuleType, size: int) -> float:
+    """Seconds for ``lib.bgread`` to collect *size* bytes from another process's pipe, until finished."""
+    feeder = _start_feeder(size)
+    start = time.perf_counter()
+    reading = lib.bgread(feeder.stdout, closeStream=False)
+    _wait_finished(reading)
+    elapsed = time.perf_counter() - start
+    if reading.error is not None:
+        raise reading.error
+    _end_feeder(feeder, sum(map(len, reading.blocks)), size)
+    return elapsed
+
+
+def concurrent_bgreads(lib: ModuleType, count: int) -> Dict[str, float]:
+    """Extra threads while *count* bgreads wait on *count* pipes, and seconds until all are read."""
+    before = threading.active_count()
+    pipes = [os.pipe() for _ in range(count)]
+    readings = [lib.bgread(os.fdopen(read_end, "rb")) for read_end, _ in pipes]
+    waiting = threading.active_count() - before
+    start = time.perf_counter()
+    for index, (_, write_end) in enumerate(pipes):
+        os.write(write_end, b"pipe %d" % index)
+        os.close(write_end)
+    for reading in readings:
+        _wait_finished(reading)
+    elapsed = time.perf_counter() - start
+    for index, reading in enumerate(readings):
+        if reading.data != b"pipe %d" % index:
+            raise AssertionError(f"bgread {index} got {reading.data!r}")
+    return {"extra_threads": waiting, "seconds": elapsed}
