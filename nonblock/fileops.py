@@ -20,6 +20,11 @@ A callback receives a plain dict, on the callback thread::
 with ``'output': {'exception': 'TypeName: message'}`` and ``'result': False``
 when the operation failed.
 
+A call that the operation cannot take is a TypeError at the call, before
+anything is queued: a path that is not str, bytes or os.PathLike (an int would
+be opened as a file descriptor), ``binary`` other than True or False, ``data``
+that is not str (text) or bytes-like (binary).
+
 An oplist is one turn at the disk: an IO thread runs the whole list, embedded
 lists included (depth first), without letting the sister thread touch the disk.
 Each operation reports on its own; a failure stops the rest only in a list made
@@ -28,7 +33,10 @@ with ``stop_on_error=True``.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import inspect
+import io
 import os
 import secrets
 import shutil
@@ -45,14 +53,21 @@ Output = Dict[str, Any]
 
 # -- the operations --------------------------------------------------------------------------
 # Each takes mhddq's parameters (by mhddq's names) and returns its output dict, or
-# raises; the queue turns either into the callback dict.
+# raises; the queue turns either into the callback dict.  Each does what mhddq 0.3.0
+# does with the same files (tests/test_fileops_mhddq_parity.py pins it), except
+# where mhddq loses data or reports a success it did not have: those places say so.
+
+PathArg = Any
+"""A path parameter: str, bytes or os.PathLike, checked when the operation is called
+(an int would be taken by open() as a file descriptor).  Operation finds the path
+parameters by this annotation."""
 
 
-def directory_exists(dirname: str) -> Output:
-    return {"exists": os.path.isdir(dirname)}
+def directory_exists(dirname: PathArg) -> Output:
+    return {"exists": os.path.isdir(dirname)}  # mhddq: os.path.exists, true for a file too
 
 
-def directory_create(dirname: str, *, parents: bool = False) -> Output:
+def directory_create(dirname: PathArg, *, parents: bool = False) -> Output:
     if parents:
         os.makedirs(dirname, exist_ok=True)
     else:
@@ -60,33 +75,69 @@ def directory_create(dirname: str, *, parents: bool = False) -> Output:
     return {}
 
 
-def directory_delete(dirname: str) -> Output:
+def directory_delete(dirname: PathArg) -> Output:
     # rmtree removes symlinks found inside the tree without following them, and
-    # refuses a symlink given as the tree itself: nothing outside is touched.
-    _require_directory(dirname)
+    # a symlink given as the tree itself is refused: nothing outside is touched.
+    # (mhddq 0.3.0 follows both, and ends every delete with a KeyError.)
+    info = os.lstat(dirname)
+    if stat.S_ISLNK(info.st_mode):
+        raise NotADirectoryError(errno.ENOTDIR, "Not a directory (a symbolic link is not followed)", dirname)
+    if not stat.S_ISDIR(info.st_mode):
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), dirname)
     shutil.rmtree(dirname)
     return {}
 
 
-def directory_rename(old_dirname: str, new_dirname: str) -> Output:
-    _require_directory(old_dirname)
-    os.rename(old_dirname, new_dirname)
+def directory_rename(old_dirname: PathArg, new_dirname: PathArg) -> Output:
+    # shutil.move, as mhddq: into new_dirname if that is a directory already.
+    shutil.move(old_dirname, new_dirname)
     return {}
 
 
-def directory_move(source_dirname: str, destination_dirname: str) -> Output:
-    _require_directory(source_dirname)
+def directory_move(source_dirname: PathArg, destination_dirname: PathArg) -> Output:
     shutil.move(source_dirname, destination_dirname)
     return {}
 
 
-def directory_copy(source_dirname: str, copy_dirname: str) -> Output:
-    _require_directory(source_dirname)
-    shutil.copytree(source_dirname, copy_dirname, symlinks=True)
+def directory_copy(source_dirname: PathArg, copy_dirname: PathArg) -> Output:
+    if os.path.lexists(copy_dirname):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), copy_dirname)
+    # mhddq reports success, having copied nothing, for a missing source or a file.
+    if not stat.S_ISDIR(os.stat(source_dirname).st_mode):
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), source_dirname)
+    source, copy = os.fspath(source_dirname), os.fspath(copy_dirname)
+    if type(source) is not type(copy):  # one given as bytes, the other as str
+        source, copy = os.fsdecode(source), os.fsdecode(copy)
+    real_source = os.path.realpath(source)
+    if os.path.commonpath([real_source, os.path.realpath(copy)]) == real_source:
+        # mhddq copies the copy into itself until the path is too long.
+        raise OSError(errno.EINVAL, "Cannot copy a directory into itself", copy_dirname)
+    os.makedirs(copy)  # its missing parents too, as mhddq
+    _copy_contents(source, copy)
     return {}
 
 
-def directory_contents(dirname: str) -> Output:
+def _copy_contents(source: Any, copy: Any) -> None:
+    """Copy what is in *source* into the existing directory *copy*; stop at the first error.
+
+    As mhddq: a file, or a symlink to one, is copied as a file (its contents and
+    mode).  A symlink to a directory, or a dangling one, is copied as a symlink:
+    mhddq leaves the first out and stops at the second.
+    """
+    with os.scandir(source) as scan:
+        entries = list(scan)
+    for entry in entries:
+        target = os.path.join(copy, entry.name)
+        if entry.is_dir(follow_symlinks=False):
+            os.mkdir(target)
+            _copy_contents(entry.path, target)
+        elif entry.is_symlink() and not entry.is_file():
+            os.symlink(os.readlink(entry.path), target)
+        else:
+            shutil.copy(entry.path, target)
+
+
+def directory_contents(dirname: PathArg) -> Output:
     contents = []
     with os.scandir(dirname) as entries:
         for entry in sorted(entries, key=lambda e: e.name):
@@ -95,79 +146,110 @@ def directory_contents(dirname: str) -> Output:
             elif entry.is_file():
                 kind = "file"
             else:
-                kind = "other"  # a broken symlink, a socket, a FIFO, a device
+                kind = "other"  # a broken symlink, a socket, a FIFO, a device (mhddq: "directory")
             contents.append({"name": entry.name, "type": kind})
     return {"contents": contents}
 
 
-def file_exists(filename: str) -> Output:
-    return {"exists": os.path.isfile(filename)}
+def file_exists(filename: PathArg) -> Output:
+    return {"exists": os.path.isfile(filename)}  # mhddq: os.path.exists, true for a directory too
 
 
-def file_create(filename: str) -> Output:
+def file_create(filename: PathArg) -> Output:
     with open(filename, "x"):
         pass
     return {}
 
 
-def file_delete(filename: str) -> Output:
-    _require_file(filename)
-    os.remove(filename)
+def file_delete(filename: PathArg) -> Output:
+    os.remove(filename)  # a symlink is removed, never what it points to
     return {}
 
 
-def file_rename(original_filename: str, new_filename: str) -> Output:
-    _require_file(original_filename)
+def file_rename(original_filename: PathArg, new_filename: PathArg) -> Output:
     os.rename(original_filename, new_filename)
     return {}
 
 
-def file_move(source_filename: str, destination_filename: str) -> Output:
-    _require_file(source_filename)
+def file_move(source_filename: PathArg, destination_filename: PathArg) -> Output:
     shutil.move(source_filename, destination_filename)
     return {}
 
 
-def file_copy(source_filename: str, copy_filename: str) -> Output:
-    _require_file(source_filename)
-    shutil.copyfile(source_filename, copy_filename)
+def file_copy(source_filename: PathArg, copy_filename: PathArg) -> Output:
+    # mhddq refuses any destination that exists (a file, a directory, a link to
+    # either), copies through a dangling link, and keeps the source's mode and
+    # times (copy2).  Here the copy is also created with O_EXCL, so a file that
+    # appears after the check is not overwritten either, and a failed copy
+    # leaves no partial file behind.
+    if os.path.exists(copy_filename):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), copy_filename)
+    destination = os.path.realpath(copy_filename) if os.path.islink(copy_filename) else copy_filename
+    # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
+    source_fd = os.open(source_filename, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        mode = os.fstat(source_fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), source_filename)
+        if not stat.S_ISREG(mode):
+            what = "a named pipe" if stat.S_ISFIFO(mode) else "not a regular file"
+            raise shutil.SpecialFileError(f"`{os.fsdecode(source_filename)}` is {what}")
+        copy_fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            with open(source_fd, "rb", closefd=False) as source, open(copy_fd, "wb", closefd=False) as copy:
+                shutil.copyfileobj(source, copy, _COPY_BUFFER)
+        except BaseException:
+            os.close(copy_fd)
+            with contextlib.suppress(OSError):
+                os.unlink(destination)
+            raise
+        os.close(copy_fd)
+    finally:
+        os.close(source_fd)
+    shutil.copystat(source_filename, destination)
     return {}
 
 
-def file_read(filename: str, binary: bool = False) -> Output:
+_COPY_BUFFER = 1 << 20
+
+
+def file_read(filename: PathArg, binary: bool = False) -> Output:
     with open(filename, "rb" if binary else "r") as stream:
         return {"data": stream.read()}
 
 
-def file_write(data: Any, filename: str, binary: bool = False, *,
+def file_write(data: Any, filename: PathArg, binary: bool = False, *,
                atomic: bool = False, fsync: bool = False) -> Output:
-    mode = "wb" if binary else "w"
+    # The bytes are made first (text encoded as open() would), so nothing that
+    # cannot be written ever truncates the file.
+    payload = memoryview(data) if binary else _encode_text(data)
     if not atomic:
-        with open(filename, mode) as stream:
-            stream.write(data)
+        with open(filename, "wb") as stream:
+            stream.write(payload)
             if fsync:
                 stream.flush()
                 os.fsync(stream.fileno())
         return {}
     # Atomic: a temporary file beside the target, fsynced, renamed over it, so a
     # reader (or a crash) sees the old file or the new one, never half of one.
-    folder = os.path.dirname(os.path.abspath(filename))
-    fd, temporary = _create_beside(filename)
+    # A symlink is written through, as by the plain write: its target is replaced.
+    target = _resolve_link(filename)
+    fd, temporary = _create_beside(target)
     try:
-        with open(fd, mode) as stream:
-            stream.write(data)
+        with open(fd, "wb") as stream:
+            stream.write(payload)
             stream.flush()
             os.fsync(stream.fileno())
-        os.replace(temporary, filename)
+        os.replace(temporary, target)
     except BaseException:
         os.unlink(temporary)
         raise
     if fsync:
-        _fsync_directory(folder)
+        _fsync_directory(os.path.dirname(os.path.abspath(target)))
     return {}
 
 
-def file_append(data: Any, filename: str, binary: bool = False, *, fsync: bool = False) -> Output:
+def file_append(data: Any, filename: PathArg, binary: bool = False, *, fsync: bool = False) -> Output:
     with open(filename, "ab" if binary else "a") as stream:
         stream.write(data)
         if fsync:
@@ -176,7 +258,7 @@ def file_append(data: Any, filename: str, binary: bool = False, *, fsync: bool =
     return {}
 
 
-def file_stat(filename: str) -> Output:
+def file_stat(filename: PathArg) -> Output:
     info = os.stat(filename)
     if stat.S_ISDIR(info.st_mode):
         kind = "directory"
@@ -188,7 +270,33 @@ def file_stat(filename: str) -> Output:
                      "type": kind}}
 
 
-def _create_beside(filename: str) -> Tuple[int, str]:
+def _encode_text(text: Any) -> bytes:
+    """*text* as the bytes open(path, "w") would write for it (its encoding and newlines).
+
+    TypeError for anything but str, UnicodeEncodeError for what the encoding
+    cannot take: before any file is opened.
+    """
+    buffer = io.BytesIO()
+    wrapper = io.TextIOWrapper(buffer)
+    try:
+        wrapper.write(text)
+        wrapper.flush()
+        return buffer.getvalue()
+    finally:
+        wrapper.detach()
+
+
+def _resolve_link(filename: Any) -> Any:
+    """Where *filename* leads, if it is a symlink (a dangling one too); else *filename*."""
+    if not os.path.islink(filename):
+        return filename
+    resolved = os.path.realpath(filename)
+    if os.path.islink(resolved):  # a loop: open() would fail, so must we
+        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), filename)
+    return resolved
+
+
+def _create_beside(filename: Any) -> Tuple[int, Any]:
     """A new temporary file in *filename*'s folder, with the mode open() would give it.
 
     The mode is the target's if it exists (a replacement keeps its permissions),
@@ -196,7 +304,12 @@ def _create_beside(filename: str) -> Tuple[int, str]:
     """
     folder, name = os.path.split(os.path.abspath(filename))
     while True:
-        temporary = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
+        suffix = f".{secrets.token_hex(6)}.tmp"
+        temporary: Any
+        if isinstance(name, bytes):
+            temporary = os.path.join(folder, b"." + name + os.fsencode(suffix))
+        else:
+            temporary = os.path.join(folder, f".{name}{suffix}")
         try:
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
@@ -209,17 +322,7 @@ def _create_beside(filename: str) -> Tuple[int, str]:
     return fd, temporary
 
 
-def _require_directory(path: str) -> None:
-    if os.path.islink(path) or not os.path.isdir(path):
-        raise NotADirectoryError(f"not a directory: {path!r}")
-
-
-def _require_file(path: str) -> None:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"not a file: {path!r}")
-
-
-def _fsync_directory(folder: str) -> None:
+def _fsync_directory(folder: Any) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -240,6 +343,12 @@ class Operation:
         self._defaults = {p.name: p.default for p in self.positional if p.default is not p.empty}
         self._accepted = set(self._names) | self.options
         self._call_names = ("callback", *self._names)
+        # What is checked at the call: the path parameters, and binary and data.
+        self._paths = tuple(index for index, p in enumerate(self.positional) if p.annotation == "PathArg")
+        self.path_names = tuple(self._names[index] for index in self._paths)
+        self._binary = self._names.index("binary") if "binary" in self._names else None
+        self._data = self._names.index("data") if "data" in self._names else None
+        self._check_always = self._binary is not None or not 1 <= len(self._paths) <= 2
 
     def entry(self, callback: Any, args: Tuple[Any, ...], kwargs: Mapping[str, Any]) -> OpListEntry:
         """The call as an :class:`OpListEntry`; TypeError, naming the operation, if it does not fit."""
@@ -249,6 +358,10 @@ class Operation:
         # and the dict written out for the common shapes (dict(zip()) costs 4x more).
         if callback is not None and not callable(callback):
             self.bind(callback, args, kwargs)  # raises, with the message
+        paths = self._paths  # the usual case: one or two str paths, one look each
+        if (self._check_always or type(args[paths[0]]) is not str
+                or (len(paths) == 2 and type(args[paths[1]]) is not str)):
+            self.check(args)
         names = self._names
         if len(names) == 1:
             params = {"callback": callback, names[0]: args[0]}
@@ -279,7 +392,59 @@ class Operation:
                 if name not in self._defaults:
                     raise TypeError(f"{self.name}() is missing the argument {name!r}")
                 params[name] = self._defaults[name]
+        self.check([params[name] for name in self._names])
         return params
+
+    def check(self, values: Sequence[Any]) -> None:
+        """TypeError, naming the operation and the argument, for a value the operation cannot take.
+
+        *values* are the arguments after the callback, in the operation's order.
+        A path must be str, bytes or os.PathLike: open() would take an int as a
+        file descriptor (and might close one of the queue's own).  ``binary`` must
+        be True or False, and ``data`` str or bytes-like to match it: found only
+        when the file is opened, it would have truncated the file first.
+        """
+        for index in self._paths:
+            value = values[index]
+            if type(value) is not str and not _is_path(value):
+                raise TypeError(f"{self.name}: {self._names[index]} must be a path (str, bytes or "
+                                f"os.PathLike), not {_checks.show(value)}")
+        if self._binary is None:
+            return
+        binary = values[self._binary]
+        if binary is not True and binary is not False:
+            raise TypeError(f"{self.name}: binary must be True or False, not {_checks.show(binary)}")
+        if self._data is None:
+            return
+        data = values[self._data]
+        if binary:
+            if isinstance(data, str) or not _is_bytes_like(data):
+                raise TypeError(f"{self.name}: data must be a bytes-like object when binary is True, "
+                                f"not {_checks.show(data)}")
+        elif not isinstance(data, str):
+            raise TypeError(f"{self.name}: data must be str when binary is False, not {_checks.show(data)}")
+
+
+def _is_path(value: Any) -> bool:
+    if isinstance(value, (str, bytes)):
+        return True
+    if not isinstance(value, os.PathLike):
+        return False
+    try:
+        os.fspath(value)  # its __fspath__ must give str or bytes
+    except TypeError:
+        return False
+    return True
+
+
+def _is_bytes_like(value: Any) -> bool:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return True
+    try:
+        memoryview(value)
+    except TypeError:
+        return False
+    return True
 
 
 OPERATIONS: Dict[str, Operation] = {
