@@ -29,6 +29,7 @@ from nonblock.hddq import (
     shutdown,
 )
 from nonblock.read import nonblock_read
+from nonblock.streamfailures import StreamFailed, clear_stream_error
 
 __version__ = "0.1.0"
 
@@ -46,12 +47,14 @@ __all__ = [
     "PredecessorFailed",
     "ThreadManager",
     "QueueShutdown",
+    "StreamFailed",
     "Task",
     "background",
     "bgread",
     "bgwrite",
     "bgwrite_chunk",
     "chunk_data",
+    "clear_stream_error",
     "default_queue",
     "do_async",
     "is_shutdown",

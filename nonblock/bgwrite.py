@@ -153,6 +153,10 @@ class BackgroundWriteProcess(Task[int], StreamWriteJob):
         if self._queue is not None:
             raise RuntimeError("a BackgroundWriteProcess can be started only once")
         target = self._target_queue if self._target_queue is not None else default_queue()
+        if self.chainAfter is not None and self.chainAfter._queue is None:
+            raise ValueError(
+                f"chainAfter has not been started, so this write would wait forever: {self.chainAfter!r}"
+            )
         if self.chainAfter is None:
             target._submit(self, self, self.stream, ())  # submit_job, minus its checks
         else:
@@ -392,9 +396,11 @@ def _as_block(item: Any, name: str) -> Block:
     if not view.readonly:
         # The caller may change a mutable buffer after we return: keep our own copy.
         return memoryview(view.tobytes())
+    if not view.c_contiguous:
+        return memoryview(view.tobytes())  # a stream's write() refuses a strided view
     if view.format != "B" or view.ndim != 1:
         try:
             view = view.cast("B")
-        except TypeError:  # not contiguous, or a format cast() refuses
+        except TypeError:  # a format cast() refuses
             view = memoryview(view.tobytes())
     return view

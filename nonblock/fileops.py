@@ -214,7 +214,7 @@ _COPY_BUFFER = 1 << 20
 
 
 def file_read(filename: PathArg, binary: bool = False) -> Output:
-    with open(filename, "rb" if binary else "r") as stream:
+    with open(_open_without_waiting(filename, os.O_RDONLY), "rb" if binary else "r") as stream:
         return {"data": stream.read()}
 
 
@@ -224,7 +224,7 @@ def file_write(data: Any, filename: PathArg, binary: bool = False, *,
     # cannot be written ever truncates the file.
     payload = memoryview(data) if binary else _encode_text(data)
     if not atomic:
-        with open(filename, "wb") as stream:
+        with open(_open_without_waiting(filename, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as stream:
             stream.write(payload)
             if fsync:
                 stream.flush()
@@ -250,7 +250,8 @@ def file_write(data: Any, filename: PathArg, binary: bool = False, *,
 
 
 def file_append(data: Any, filename: PathArg, binary: bool = False, *, fsync: bool = False) -> Output:
-    with open(filename, "ab" if binary else "a") as stream:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+    with open(_open_without_waiting(filename, flags), "ab" if binary else "a") as stream:
         stream.write(data)
         if fsync:
             stream.flush()
@@ -268,6 +269,28 @@ def file_stat(filename: PathArg) -> Output:
         kind = "other"
     return {"stat": {"size": info.st_size, "mtime": info.st_mtime, "mode": stat.S_IMODE(info.st_mode),
                      "type": kind}}
+
+
+def _open_without_waiting(filename: Any, flags: int) -> int:
+    """``os.open`` for a file operation, refusing a named pipe instead of waiting on it.
+
+    Opening a FIFO waits for a peer, perhaps forever, and an operation that waits
+    holds the disk token: every other write would wait with it.  So a FIFO is
+    refused with a clear error, and the open itself is non-blocking (a FIFO made
+    after the check cannot make it wait either); the descriptor is then made
+    blocking again, for devices such as /dev/null that are fine to use.
+    """
+    if os.path.exists(filename) and stat.S_ISFIFO(os.stat(filename).st_mode):
+        raise shutil.SpecialFileError(f"`{os.fsdecode(filename)}` is a named pipe: opening it would wait")
+    fd = os.open(filename, flags | os.O_NONBLOCK, 0o666)
+    try:
+        if stat.S_ISFIFO(os.fstat(fd).st_mode):
+            raise shutil.SpecialFileError(f"`{os.fsdecode(filename)}` is a named pipe: opening it would wait")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _encode_text(text: Any) -> bytes:

@@ -47,7 +47,7 @@ import io
 import os
 import threading
 import weakref
-from typing import Any, Callable, Iterable, List, Optional, Tuple, Union
+from typing import Any, Callable, Iterable, List, Optional, Tuple, Union, cast
 
 from nonblock import _checks
 from nonblock.background import FunctionJob
@@ -591,6 +591,10 @@ class BackgroundTextFile(BackgroundHddFile, io.TextIOBase):
                 s = _as_str(s)
             if gathered.refused:
                 _alive(owner)._raise_refusal()
+            if not s.isascii():
+                # What the encoding cannot take fails here, as open()'s write() does, not
+                # later on an IO thread.  ASCII text encodes in every encoding open() uses.
+                cast(BackgroundTextFile, _alive(owner))._check_encodable(s)
             parts.append(s)
             size = len(s)
             gathered.size += size
@@ -601,6 +605,9 @@ class BackgroundTextFile(BackgroundHddFile, io.TextIOBase):
             return size
 
         return write
+
+    def _check_encodable(self, text: str) -> None:
+        text.encode(self.encoding, self.errors or "strict")  # UnicodeEncodeError, raised to the caller
 
     @property
     def encoding(self) -> str:  # type: ignore[override]

@@ -148,6 +148,9 @@ def _checked_predecessors(task: Task[Any], after: Iterable[Optional[Task[Any]]])
             raise TypeError(f"after must hold nonblock Tasks or None, not {predecessor!r}")
         if predecessor is task:
             raise ValueError("a task cannot run after itself")
+        if predecessor._queue is None:
+            # Nothing would ever end it: the task would wait forever, and so would the exit.
+            raise ValueError(f"after holds a task that was never submitted (start it first): {predecessor!r}")
         predecessors.append(predecessor)
     return predecessors
 

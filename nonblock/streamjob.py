@@ -14,7 +14,9 @@ This is where python-nonblock's write loop is done right:
   from plan to plan, not from wake-up to wake-up, so a rest that ran long
   shortens the next one instead of slowing the whole write.
 * Any failure closes the stream if the job owns it, and propagates to the
-  queue, which records it on the task.
+  queue, which records it on the task.  The stream is then marked failed
+  (:mod:`nonblock.streamfailures`): later writes to it fail without writing,
+  so a file never has a hole where a failed write was.
 * Small writes to one stream ride together.  When the queue takes a one-chunk
   write for its turn, the writes queued right behind it on the same stream
   that fit in the same chunk come along (:meth:`StreamWriteJob.take_along`):
@@ -33,6 +35,7 @@ import os
 import time
 from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple, Union
 
+from nonblock import streamfailures
 from nonblock.hddq import PredecessorFailed, Step, Task
 
 __all__ = ["MAX_EMPTY_WRITES", "Block", "StreamWriteJob", "fileno_or_none"]
@@ -153,11 +156,16 @@ class StreamWriteJob:
 
     def perform(self, task: Task[Any]) -> Step:
         try:
+            if streamfailures.any_failed:
+                first = streamfailures.failure_of(self.stream)
+                if first is not None:
+                    raise streamfailures.refusal(self.stream, first)  # no hole after a failure
             return self._perform(task)
-        except BaseException:
+        except BaseException as error:
             self.blocks = ()  # never to be written: let the payload go
             if self.close_when_finished:
                 self._close_quietly()
+            streamfailures.record_failure(self.stream, error)
             raise
 
     def abandon(self, cause: BaseException) -> Optional[BaseException]:
@@ -363,7 +371,13 @@ class StreamWriteJob:
             if self._none_means_eagain:
                 return 0, True
             return len(data), False
-        return int(taken), False
+        if type(taken) is not int or not 0 <= taken <= len(data):
+            # Taken at its word, True or 1.5 would resend bytes and -1 loop forever.
+            raise OSError(
+                f"{self.stream!r}.write() returned {taken!r}: a count from 0 to {len(data)} "
+                "(or None) was expected"
+            )
+        return taken, False
 
     def _wait_for_room(self, blocked: bool, taken: int) -> Step:
         if taken and not blocked:

@@ -148,7 +148,8 @@ def test_python_nonblocks_value_errors_are_still_value_errors():
         bgwrite(Sink(), b"x", chainAfter="previous")
 
 
-@pytest.mark.parametrize("chunk_size", [0, -1, True, 0.5, "8"])  # 1.5 is taken as 1: see test_python_nonblock_compat
+# 1.5 is taken as 1 (truncated, as python-nonblock does): see test_python_nonblock_compat.
+@pytest.mark.parametrize("chunk_size", [0, -1, True, 0.5, "8"])
 def test_a_bad_chunk_size_fails_at_the_call(chunk_size):
     sink = Sink()
     with pytest.raises((TypeError, ValueError), match="chunkSize"):

@@ -211,17 +211,20 @@ def test_an_error_nobody_retrieved_is_logged_at_exit(tmp_path):
     assert "No space left on device" in completed.stderr
 
 
-def test_text_that_cannot_be_encoded_is_raised_later_and_stops_the_file_where_open_would(tmp_path):
+def test_text_that_cannot_be_encoded_is_refused_by_write_as_open_does(tmp_path):
     path = tmp_path / "f"
     file = BackgroundHddFile(path, "w", encoding="ascii")
     assert file.write("fine, ") == 6
-    assert file.write("caf\u00e9") == 4  # open() would raise here; the queue finds out later
-    file.write("never written")
     with pytest.raises(UnicodeEncodeError) as raised:
-        file.wait(60)
+        file.write("caf\u00e9")  # at the call, as open() does: nothing of it is queued
     assert raised.value.object == "caf\u00e9"
-    with pytest.raises(UnicodeEncodeError):
-        file.close()
-    with pytest.raises(UnicodeEncodeError):
-        file.wait(60)
-    assert path.read_text() == "fine, "
+    assert file.write("then more") == 9  # the file is not broken, as with open()
+    file.close()  # nothing deferred to raise
+    assert file.wait(60)
+    assert path.read_text() == "fine, then more"
+    with open(tmp_path / "builtin", "w", encoding="ascii") as builtin:
+        builtin.write("fine, ")
+        with pytest.raises(UnicodeEncodeError):
+            builtin.write("caf\u00e9")
+        builtin.write("then more")
+    assert (tmp_path / "builtin").read_text() == path.read_text()
