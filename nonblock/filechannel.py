@@ -30,7 +30,7 @@ import logging
 import os
 import threading
 import weakref
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
 from nonblock.background import FunctionJob
 from nonblock.hddq import PredecessorFailed, Step, Task
@@ -45,7 +45,11 @@ Chunk = Union[str, bytes, memoryview]
 
 
 class FileChannel:
-    """The real file object of one BackgroundHddFile, and what the IO threads know of it."""
+    """The real file object of one BackgroundHddFile, and what the IO threads know of it.
+
+    A channel whose real file is open is held by this module (see
+    ``_open_channels``) until :meth:`close`.
+    """
 
     def __init__(self, real: Any, *, chunk_size: int, text: bool, exact: bool, fsync: bool,
                  name: Any) -> None:
@@ -74,6 +78,7 @@ class FileChannel:
         self.exiting = False
         self._report_lock = threading.Lock()
         self._reported = False
+        _open_channels.add(self)
 
     # -- bookkeeping (jobs call these holding the disk token) ------------------------
 
@@ -133,13 +138,26 @@ class FileChannel:
                 real.close()  # its flush fails again on the same data; that error is known
             except Exception:
                 pass
+            finally:
+                _open_channels.discard(self)
             return
         try:
             real.flush()
             if self.fsync:
                 os.fsync(real.fileno())
         finally:
-            real.close()
+            try:
+                real.close()
+            finally:
+                _open_channels.discard(self)
+
+
+# Every channel whose real file is open.  Held here so that the real file object is
+# always reachable: dropped in a reference cycle with its BackgroundHddFile, it would
+# otherwise be finalized (closed, by IOBase's finalizer) in the same collection that
+# runs the BackgroundHddFile's __del__, which queues the last writes and the close:
+# they would then find the file closed and the data would be lost.
+_open_channels: Set[FileChannel] = set()
 
 
 class ChannelCall(FunctionJob):

@@ -449,7 +449,7 @@ class BackgroundHddFile(io.IOBase):
             last.wait()
         task: Task[Any] = Task()
         try:
-            self._channel.real.close()
+            self._channel.close()
         except Exception as error:
             task.set_exception(error)
         else:

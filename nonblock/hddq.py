@@ -207,7 +207,7 @@ _EAGAIN_BACKOFF = 0.001  # for a stream that said EAGAIN but has no descriptor t
 
 _live_queues: weakref.WeakSet[HddQueue] = weakref.WeakSet()
 _exit_hook_registered = False
-_registry_lock = threading.Lock()
+_registry_lock = threading.RLock()  # re-entrant: a signal handler may ask for the default queue
 
 
 class HddQueue:
@@ -224,7 +224,13 @@ class HddQueue:
         _live_queues.add(self)
 
     def _reset(self) -> None:
-        self._lock = threading.Lock()
+        # Re-entrant only so that a GC finalizer or a signal handler that submits
+        # work on a thread inside the queue does not wait for itself; such a
+        # submission goes through _inbox instead (see _submit).
+        self._lock = threading.RLock()
+        self._inbox: queue.SimpleQueue[Tuple[Job, Task[Any], Optional[Hashable], Sequence[Task[Any]]]] = (
+            queue.SimpleQueue()
+        )
         self._work_ready = threading.Condition(self._lock)
         self._drained = threading.Condition(self._lock)
         # The right to touch the disk.  A thread that finds it taken does not
@@ -283,38 +289,79 @@ class HddQueue:
         self, job: Job, task: Task[Any], lane: Optional[Hashable], predecessors: Sequence[Task[Any]]
     ) -> Task[Any]:
         """submit_job() once its arguments are checked; all positional, for the callers of small writes."""
-        with self._lock:
-            if self._shutdown_requested:
-                raise QueueShutdown(f"the HDD queue {self.name!r} has been shut down")
-            if task._queue is not None:
-                raise RuntimeError(f"{task!r} has already been submitted")
+        lock = self._lock
+        if lock._is_owned():  # type: ignore[attr-defined]
+            # This thread is inside the queue already: a GC finalizer or a signal
+            # handler interrupted it there.  The structures may be half-way through
+            # a change, so the submission waits in a lock-free inbox for an IO thread.
+            return self._defer(job, task, lane, predecessors)
+        with lock:
+            self._refuse_unless_accepting(task)
             if not self._threads:
                 self._start_threads()  # before accepting: if it fails, nothing is queued
-            task._queue = self
-            task._job = job
-            task._lane = lane
-            # With predecessors, one more gate for the submission itself, opened
-            # below once every predecessor hook is in place, so that no hook can
-            # start the task too early.
-            gates = 1 + len(predecessors) if predecessors else 0
-            if lane is not None:
-                waiting = self._lanes.get(lane)
-                if waiting is None:
-                    self._lanes[lane] = collections.deque()
-                else:
-                    waiting.append(task)
-                    gates += 1
-            task._gates = gates
-            self._accepted.add(task)
-            self.last_submitted = task
-            self._io_pending += 1
-            if not gates:
-                self._make_ready(task)
+            self._accept(job, task, lane, predecessors)
         if predecessors:
-            for predecessor in predecessors:
-                predecessor._when_io_done(self._predecessor_done_hook(task))
-            self._open_gate(task)
+            self._hook_predecessors(task, predecessors)
         return task
+
+    def _refuse_unless_accepting(self, task: Task[Any]) -> None:
+        if self._shutdown_requested:
+            raise QueueShutdown(f"the HDD queue {self.name!r} has been shut down")
+        if task._queue is not None:
+            raise RuntimeError(f"{task!r} has already been submitted")
+
+    def _accept(
+        self, job: Job, task: Task[Any], lane: Optional[Hashable], predecessors: Sequence[Task[Any]]
+    ) -> None:
+        """Put a submitted task in its place; called with the lock held."""
+        task._queue = self
+        task._job = job
+        task._lane = lane
+        # With predecessors, one more gate for the submission itself, opened by
+        # _hook_predecessors once every predecessor hook is in place, so that no
+        # hook can start the task too early.
+        gates = 1 + len(predecessors) if predecessors else 0
+        if lane is not None:
+            waiting = self._lanes.get(lane)
+            if waiting is None:
+                self._lanes[lane] = collections.deque()
+            else:
+                waiting.append(task)
+                gates += 1
+        task._gates = gates
+        self._accepted.add(task)
+        self.last_submitted = task
+        self._io_pending += 1
+        if not gates:
+            self._make_ready(task)
+
+    def _hook_predecessors(self, task: Task[Any], predecessors: Sequence[Task[Any]]) -> None:
+        for predecessor in predecessors:
+            predecessor._when_io_done(self._predecessor_done_hook(task))
+        self._open_gate(task)
+
+    def _defer(
+        self, job: Job, task: Task[Any], lane: Optional[Hashable], predecessors: Sequence[Task[Any]]
+    ) -> Task[Any]:
+        """Submit from inside the queue (this thread holds its lock): through the inbox."""
+        self._refuse_unless_accepting(task)
+        task._queue = self  # taken: a second submission is refused
+        self._inbox.put((job, task, lane, predecessors))  # SimpleQueue.put is safe here, by design
+        self._work_ready.notify()  # allowed: this thread holds the lock
+        if self._poller_active:
+            self._wake_poller()
+        return task
+
+    def _take_in_deferred(self) -> None:
+        """Accept what was submitted from inside the queue; called by an IO thread holding the lock."""
+        inbox = self._inbox
+        while not inbox.empty():
+            job, task, lane, predecessors = inbox.get()
+            if not self._threads:
+                continue  # the queue has stopped
+            self._accept(job, task, lane, predecessors)
+            if predecessors:
+                self._hook_predecessors(task, predecessors)  # takes the (re-entrant) lock again
 
     def submit_daemon_job(self, job: Job, task: Optional[Task[Any]] = None) -> Task[Any]:
         """Queue *job* as a daemon: it never holds up :meth:`wait_idle`, :meth:`shutdown` or the exit.
@@ -419,6 +466,8 @@ class HddQueue:
                 finally:
                     self._idle_io_threads -= 1
             while True:
+                if not self._inbox.empty():
+                    self._take_in_deferred()
                 if self._timers:
                     now = time.monotonic()
                     while self._timers and self._timers[0][0] <= now:
@@ -781,7 +830,7 @@ class HddQueue:
         """Block until every accepted task is done (callbacks included); return whether it is."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            while self._accepted:
+            while self._accepted or not self._inbox.empty():
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
@@ -803,6 +852,8 @@ class HddQueue:
         child that waits on one is told at once instead of waiting forever.
         """
         abandoned = list(self._accepted) + list(self._daemon_tasks)
+        while not self._inbox.empty():
+            abandoned.append(self._inbox.get()[1])
         wake_fds = self._wake_fds
         self._reset()
         if wake_fds is not None:
@@ -988,7 +1039,7 @@ def _release_after_fork_in_parent() -> None:
 def _reset_after_fork_in_child() -> None:
     global _default_queue, _registry_lock
     _tokens_held_for_fork.clear()  # the child's queues get new tokens below
-    _registry_lock = threading.Lock()
+    _registry_lock = threading.RLock()
     for queue_ in list(_live_queues):
         queue_._forget_after_fork()
     _default_queue = None
