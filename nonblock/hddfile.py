@@ -277,7 +277,14 @@ class BackgroundHddFile(io.IOBase):
             write(line)
 
     def flush(self) -> None:
-        """Hand the gathered writes to the queue and return (the disk is not waited for)."""
+        """Hand the gathered writes to the queue and return (the disk is not waited for).
+
+        Like write(), it waits while more than ``max_pending_bytes`` is in flight:
+        a caller that flushes after every write (as logging's StreamHandler does)
+        is held back by the bound too.
+        """
+        self._check_open()
+        self._wait_for_room(self._gathered.size)
         with self._lock:
             self._check_open()
             self._submit_parts(flush=True)

@@ -228,3 +228,46 @@ def test_a_strided_read_only_view_is_copied_at_the_call_like_a_writable_one(tmp_
         assert bgwrite(stream, strided, queue=queue).result(timeout=30) == 4
         assert bgwrite(stream, writable, queue=queue).result(timeout=30) == 4
     assert (tmp_path / "f").read_bytes() == b"abcdabcd"
+
+
+# -- flush() honours max_pending_bytes, as write() does -----------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["wb", "w"])
+def test_write_then_flush_pairs_are_held_back_by_max_pending_bytes(tmp_path, mode):
+    # What logging.StreamHandler does for every record: write(), then flush().
+    from _fifos import FifoReader, nonblocking_opener
+
+    bound, record, count = 65536, 100, 4000  # 400 KB: six times the bound
+    reader = FifoReader(tmp_path / "fifo", paused=True)
+    opener = nonblocking_opener if "b" in mode else None
+    file = nonblock.BackgroundHddFile(tmp_path / "fifo", mode, max_pending_bytes=bound, opener=opener)
+    reader.start()
+    done = 0
+    most_pending = 0
+
+    def writer() -> None:
+        nonlocal done, most_pending
+        line = b"r" * (record - 1) + b"\n" if "b" in mode else "r" * (record - 1) + "\n"
+        for _ in range(count):
+            file.write(line)
+            file.flush()
+            most_pending = max(most_pending, file.pending_bytes)
+            done += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    # The writer must stop short while nobody reads; once it has stayed put for a
+    # moment, let the reader go (this only keeps the test going, it asserts nothing).
+    last = -1
+    while thread.is_alive() and done != last:
+        last = done
+        thread.join(0.3)
+    stalled_at = done
+    reader.gate.set()
+    thread.join(60)
+    file.close()
+    assert file.wait(60)
+    assert reader.finish() == (b"r" * (record - 1) + b"\n") * count
+    assert stalled_at * record < 2 * bound, "write+flush ran on past the bound while nothing was read"
+    assert most_pending <= bound
