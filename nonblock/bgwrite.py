@@ -27,7 +27,7 @@ import os
 from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple, Union
 
 from nonblock import _checks
-from nonblock.hddq import HddQueue, Task, default_queue
+from nonblock.hddq import HddQueue, Task, checked_predecessors, default_queue
 from nonblock.priority import (
     BG_IO_PRIOS,
     DEFAULT_IO_PRIORITY,
@@ -148,8 +148,13 @@ class BackgroundWriteProcess(Task[int], StreamWriteJob):
             bool(closeWhenFinished), bool(fsync), len(dataBlocks) if type(dataBlocks) is bytes else None,
         )
 
-    def start(self) -> None:
-        """Queue the write.  bgwrite() does this; calling it twice is a RuntimeError."""
+    def start(self, timeout: Optional[float] = None) -> None:
+        """Queue the write.  bgwrite() does this; calling it twice is a RuntimeError.
+
+        Waits first while the queue's pending payloads are at its
+        ``max_pending_bytes``, up to *timeout* seconds (None: as long as it
+        takes); then raises TimeoutError, having queued nothing.
+        """
         if self._queue is not None:
             raise RuntimeError("a BackgroundWriteProcess can be started only once")
         target = self._target_queue if self._target_queue is not None else default_queue()
@@ -158,9 +163,10 @@ class BackgroundWriteProcess(Task[int], StreamWriteJob):
                 f"chainAfter has not been started, so this write would wait forever: {self.chainAfter!r}"
             )
         if self.chainAfter is None:
-            target._submit(self, self, self.stream, ())  # submit_job, minus its checks
+            target._submit(self, self, self.stream, (), self.total, timeout)  # submit_job, minus its checks
         else:
-            target.submit_job(self, self, lane=self.stream, after=(self.chainAfter,))
+            predecessors = checked_predecessors(self, (self.chainAfter,))
+            target._submit(self, self, self.stream, predecessors, self.total, timeout)
 
     @property
     def backgroundIOPriority(self) -> BackgroundIOPriority:
@@ -228,6 +234,7 @@ def bgwrite(
     *,
     fsync: bool = False,
     queue: Optional[HddQueue] = None,
+    timeout: Optional[float] = None,
     on_success: Callback = None,
     on_fail: Callback = None,
     on_end: Callback = None,
@@ -250,6 +257,12 @@ def bgwrite(
     *queue* (an :class:`~nonblock.hddq.HddQueue` other than the default), and
     the task callbacks *on_success(count)*, *on_fail(exception)*, *on_end(task)*.
 
+    Memory is bounded: while the payloads of the queue's pending writes add up
+    to its ``max_pending_bytes`` (1 GiB unless set), the call waits for the
+    disk, up to *timeout* seconds (None: as long as it takes), then raises
+    TimeoutError having queued nothing.  (A payload larger than the bound goes
+    alone.)  On one of the queue's own threads it never waits.
+
     Bad arguments raise TypeError or ValueError here, naming the argument,
     before anything is queued.  After the queue is shut down this raises
     :class:`~nonblock.hddq.QueueShutdown`.
@@ -257,7 +270,7 @@ def bgwrite(
     process = BackgroundWriteProcess.__new__(BackgroundWriteProcess)
     process._set_up(fileObj, data, closeWhenFinished, chainAfter, ioPrio, None, fsync,
                     queue, on_success, on_fail, on_end)
-    process.start()
+    process.start(timeout if timeout is None else _checked_timeout(timeout))
     return process
 
 
@@ -271,6 +284,7 @@ def bgwrite_chunk(
     *,
     fsync: bool = False,
     queue: Optional[HddQueue] = None,
+    timeout: Optional[float] = None,
     on_success: Callback = None,
     on_fail: Callback = None,
     on_end: Callback = None,
@@ -286,8 +300,13 @@ def bgwrite_chunk(
     process = BackgroundWriteProcess.__new__(BackgroundWriteProcess)
     process._set_up(fileObj, data, closeWhenFinished, chainAfter, ioPrio, chunkSize, fsync,
                     queue, on_success, on_fail, on_end)
-    process.start()
+    process.start(timeout if timeout is None else _checked_timeout(timeout))
     return process
+
+
+def _checked_timeout(timeout: Any) -> float:
+    return _checks.real_number("timeout", timeout, minimum=0.0, maximum=float("inf"),
+                               minimum_allowed=True, what="None or a number of seconds >= 0")
 
 
 def chunk_data(data: Union[str, bytes, bytearray, memoryview], chunkSize: int) -> List[Any]:

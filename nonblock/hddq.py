@@ -60,6 +60,7 @@ from typing import (
     Tuple,
 )
 
+from nonblock import _checks
 from nonblock.task import _CREATED, PENDING, ExecutionState, Task, claim_as_carried, end_io_in_order
 
 __all__ = [
@@ -138,7 +139,7 @@ class Step:
 _STEP_MORE = Step(Step.MORE)
 
 
-def _checked_predecessors(task: Task[Any], after: Iterable[Optional[Task[Any]]]) -> List[Task[Any]]:
+def checked_predecessors(task: Task[Any], after: Iterable[Optional[Task[Any]]]) -> List[Task[Any]]:
     """The tasks in *after*, or a clear error before anything is queued."""
     predecessors = []
     for predecessor in after:
@@ -201,6 +202,7 @@ class Job(Protocol):
 
 
 _STOP = object()
+DEFAULT_MAX_PENDING_BYTES = 1 << 30
 _RIDERS_OFFERED_AT_ONCE = 256
 _LONG_OP_SECONDS = 0.0005
 _EAGAIN_BACKOFF = 0.001  # for a stream that said EAGAIN but has no descriptor to poll
@@ -218,10 +220,40 @@ class HddQueue:
     own only to isolate work (a test, a separate device).
     """
 
-    def __init__(self, name: str = "nonblock") -> None:
+    def __init__(self, name: str = "nonblock", *, max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES) -> None:
         self.name = name
+        self._max_pending = _checks.positive_int("max_pending_bytes", max_pending_bytes)
         self._reset()
         _live_queues.add(self)
+
+    @property
+    def max_pending_bytes(self) -> int:
+        """The most that pending work may weigh at once (1 GiB unless set).
+
+        A bgwrite weighs its payload's size.  Past the bound, a submission waits
+        for the disk (bgwrite's *timeout*); one that weighs more than the whole
+        bound goes alone, when nothing else is pending, so it never waits forever.
+        """
+        return self._max_pending
+
+    @max_pending_bytes.setter
+    def max_pending_bytes(self, value: int) -> None:
+        checked = _checks.positive_int("max_pending_bytes", value)
+        with self._lock:
+            self._max_pending = checked
+            self._room.notify_all()
+
+    @property
+    def pending_bytes(self) -> int:
+        """What the pending work weighs now (the payload bytes of queued bgwrites)."""
+        return self._weight_held
+
+    def owns_current_thread(self) -> bool:
+        """True on one of this queue's own threads (an IO thread or the callback thread).
+
+        Such a thread must never wait for the queue's work: that work may need it.
+        """
+        return threading.current_thread() in self._threads
 
     def _reset(self) -> None:
         # Re-entrant only so that a GC finalizer or a signal handler that submits
@@ -232,6 +264,11 @@ class HddQueue:
             queue.SimpleQueue()
         )
         self._work_ready = threading.Condition(self._lock)
+        # What pending work weighs (bgwrite payloads), bounded by max_pending_bytes:
+        # submitters wait on _room; every end of IO gives its tasks' weight back.
+        self._room = threading.Condition(self._lock)
+        self._room_waiters = 0
+        self._weight_held = 0
         self._drained = threading.Condition(self._lock)
         # The right to touch the disk.  A thread that finds it taken does not
         # queue for it (a hand-over per op costs a thread switch, which dwarfs a
@@ -283,26 +320,56 @@ class HddQueue:
         """
         if task is None:
             task = Task()
-        return self._submit(job, task, lane, _checked_predecessors(task, after) if after else ())
+        return self._submit(job, task, lane, checked_predecessors(task, after) if after else ())
 
     def _submit(
-        self, job: Job, task: Task[Any], lane: Optional[Hashable], predecessors: Sequence[Task[Any]]
+        self, job: Job, task: Task[Any], lane: Optional[Hashable], predecessors: Sequence[Task[Any]],
+        weight: int = 0, timeout: Optional[float] = None,
     ) -> Task[Any]:
-        """submit_job() once its arguments are checked; all positional, for the callers of small writes."""
+        """submit_job() once its arguments are checked; all positional, for the callers of small writes.
+
+        *weight* (a payload's size) counts against max_pending_bytes until the
+        task's IO ends; past the bound this waits up to *timeout* seconds, then
+        raises TimeoutError having queued nothing.
+        """
         lock = self._lock
         if lock._is_owned():  # type: ignore[attr-defined]
             # This thread is inside the queue already: a GC finalizer or a signal
             # handler interrupted it there.  The structures may be half-way through
             # a change, so the submission waits in a lock-free inbox for an IO thread.
+            task._weight = weight
             return self._defer(job, task, lane, predecessors)
         with lock:
             self._refuse_unless_accepting(task)
             if not self._threads:
                 self._start_threads()  # before accepting: if it fails, nothing is queued
+            if weight:
+                held = self._weight_held
+                if held and held + weight > self._max_pending and not self.owns_current_thread():
+                    self._wait_for_room(weight, timeout)
+                    self._refuse_unless_accepting(task)  # shut down meanwhile?
+                self._weight_held += weight
+                task._weight = weight
             self._accept(job, task, lane, predecessors)
         if predecessors:
             self._hook_predecessors(task, predecessors)
         return task
+
+    def _wait_for_room(self, weight: int, timeout: Optional[float]) -> None:
+        """Wait, with the lock held, until *weight* more fits under max_pending_bytes."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._room_waiters += 1
+        try:
+            while self._weight_held and self._weight_held + weight > self._max_pending:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(
+                        f"no room for {weight} more bytes within timeout={timeout!r}: pending work "
+                        f"holds {self._weight_held} (max_pending_bytes={self._max_pending})"
+                    )
+                self._room.wait(remaining)
+        finally:
+            self._room_waiters -= 1
 
     def _refuse_unless_accepting(self, task: Task[Any]) -> None:
         if self._shutdown_requested:
@@ -359,6 +426,7 @@ class HddQueue:
             job, task, lane, predecessors = inbox.get()
             if not self._threads:
                 continue  # the queue has stopped
+            self._weight_held += task._weight  # never waited for: a finalizer or handler must not wait
             self._accept(job, task, lane, predecessors)
             if predecessors:
                 self._hook_predecessors(task, predecessors)  # takes the (re-entrant) lock again
@@ -716,7 +784,14 @@ class HddQueue:
             members, results = (task,), (result,)
         ending = len(members)
         completed, handed_over, hooks = end_io_in_order(members, results, error, self._undelivered == 0)
+        weight = task._weight
+        if riders:
+            weight += sum(rider._weight for rider in riders)
         with self._lock:
+            if weight:
+                self._weight_held -= weight
+                if self._room_waiters:
+                    self._room.notify_all()
             daemons = self._daemon_tasks
             if daemons and task in daemons:
                 daemons.discard(task)  # never counted as pending

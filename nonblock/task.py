@@ -128,7 +128,7 @@ class Task(_FutureBase[_T]):
     # microsecond, as much as the rest of a small write's bookkeeping.
     __slots__ = (
         "_own_lock", "_state", "_result", "_execution_state", "status", "_io_done",
-        "_queue", "_job", "_lane", "_gates", "_carried",
+        "_queue", "_job", "_lane", "_gates", "_carried", "_weight",
     )
     _own_lock: Optional[threading.RLock]  # made on first need: see _state_lock
     _state: str
@@ -142,6 +142,7 @@ class Task(_FutureBase[_T]):
     _lane: Any
     _gates: int
     _carried: bool  # carried by another task's op (set under the queue's lock)
+    _weight: int  # what it counts against the queue's max_pending_bytes until its IO ends
 
     # What few tasks ever set: read from these class defaults until then.
     # Future's lists of waiters and done-callbacks are only ever added to by code
@@ -175,7 +176,7 @@ class Task(_FutureBase[_T]):
         self._own_lock = self._result = self.status = self._queue = self._job = self._lane = None
         self._execution_state = _CREATED
         self._io_done = self._carried = False
-        self._gates = 0
+        self._gates = self._weight = 0
         if on_success is not None:
             self.on_success = on_success
         if on_fail is not None:

@@ -57,19 +57,21 @@ _CHILD = textwrap.dedent("""
         bgwrite(from_signals, b"a%08d\\n" % next(numbers))
 
     signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005)
+    signal.setitimer(signal.ITIMER_REAL, 0.002, 0.002)
     workers = [threading.Thread(target=cyclic_garbage), threading.Thread(target=small_writes)]
     for worker in workers:
         worker.start()
     deadline = time.monotonic() + seconds
     main_writes = open(os.path.join(folder, "main"), "wb")
     n = 0
-    while time.monotonic() < deadline:  # the main thread writes too, so signals land inside bgwrite
-        bgwrite(main_writes, b"m%08d\\n" % n)
-        n += 1
-    signal.setitimer(signal.ITIMER_REAL, 0, 0)
+    try:
+        while time.monotonic() < deadline:  # the main thread writes too, so signals land inside bgwrite
+            bgwrite(main_writes, b"m%08d\\n" % n)
+            n += 1
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0, 0)
+        stop.set()
     counts["signal"] = next(numbers)
-    stop.set()
     for worker in workers:
         worker.join()
     gc.collect()

@@ -271,3 +271,92 @@ def test_write_then_flush_pairs_are_held_back_by_max_pending_bytes(tmp_path, mod
     assert reader.finish() == (b"r" * (record - 1) + b"\n") * count
     assert stalled_at * record < 2 * bound, "write+flush ran on past the bound while nothing was read"
     assert most_pending <= bound
+
+
+# -- bgwrite's memory is bounded -----------------------------------------------------------------
+
+
+def test_bgwrite_waits_for_room_past_the_queues_max_pending_bytes(tmp_path):
+    queue = HddQueue(name="bounded", max_pending_bytes=1 << 20)
+    pipe, reader, gate = held_pipe()
+    piece = b"p" * (400 * 1024)
+    first = bgwrite(pipe, piece, queue=queue)
+    second = bgwrite(pipe, piece, queue=queue)  # 800 KiB held: still within 1 MiB
+    assert queue.pending_bytes == 2 * len(piece)
+    with pytest.raises(TimeoutError, match="max_pending_bytes"):
+        bgwrite(pipe, piece, queue=queue, timeout=0.05)  # would be 1.2 MiB: nothing is queued
+    assert queue.pending_bytes == 2 * len(piece)
+    results: List[Any] = []
+    waiting = threading.Thread(target=lambda: results.append(bgwrite(pipe, piece, queue=queue)))
+    waiting.start()  # blocks until the reader frees room
+    gate.set()
+    waiting.join(60)
+    assert first.result(timeout=30) == second.result(timeout=30) == len(piece)
+    assert results[0].result(timeout=30) == len(piece)
+    bgwrite(pipe, b"", queue=queue, closeWhenFinished=True).result(timeout=30)
+    reader.join(30)
+    assert reader.data() == piece * 3  # the timed-out write is not there
+    assert queue.pending_bytes == 0  # every payload given back
+    queue.shutdown()
+
+
+def test_memory_held_by_a_flood_of_bgwrites_stays_within_the_bound(tmp_path):
+    bound = 4 << 20
+    queue = HddQueue(name="flood", max_pending_bytes=bound)
+    pipe, reader, gate = held_pipe()
+    piece = os.urandom(256 * 1024)
+    most_held = 0
+
+    def flood() -> None:
+        nonlocal most_held
+        for _ in range(128):  # 32 MiB in all, eight times the bound
+            bgwrite(pipe, piece, queue=queue)
+            most_held = max(most_held, queue.pending_bytes)
+
+    writer = threading.Thread(target=flood)
+    writer.start()
+    gate.set()
+    writer.join(120)
+    bgwrite(pipe, b"", queue=queue, closeWhenFinished=True).result(timeout=60)
+    reader.join(60)
+    assert reader.data() == piece * 128
+    assert most_held <= bound
+    queue.shutdown()
+
+
+def test_a_payload_larger_than_the_bound_goes_alone_and_failed_or_cancelled_writes_give_back(tmp_path):
+    queue = HddQueue(name="big", max_pending_bytes=1024)
+    with open(tmp_path / "f", "wb") as stream:
+        assert bgwrite(stream, b"x" * 5000, queue=queue, timeout=0).result(timeout=30) == 5000
+    failing = LyingStream(-1)
+    bgwrite(failing, b"abc", queue=queue).exception(timeout=30)
+    assert queue.pending_bytes == 0
+    queue.shutdown()
+
+
+def test_a_callback_that_writes_past_the_bound_is_not_held_up(tmp_path):
+    queue = HddQueue(name="callback-bound", max_pending_bytes=256 * 1024)
+    pipe, reader, gate = held_pipe()
+    stuck = bgwrite_chunk(pipe, b"s" * (200 * 1024), 65536, queue=queue)  # more than the pipe holds
+    follow_up_done = threading.Event()
+    with open(tmp_path / "f", "wb") as stream:
+        # Its callback writes 100 KiB more: past the bound while `stuck` holds 200 KiB.
+        # Waiting there would wait for the callback thread itself; it goes through.
+        bgwrite(stream, b"t", queue=queue, on_success=lambda count: bgwrite(
+            stream, b"u" * (100 * 1024), queue=queue, on_success=lambda n: follow_up_done.set()))
+        assert follow_up_done.wait(30)
+        assert not stuck.done()  # the bound was full all along
+    assert (tmp_path / "f").read_bytes() == b"t" + b"u" * (100 * 1024)
+    gate.set()
+    assert stuck.result(timeout=30) == 200 * 1024
+    bgwrite(pipe, b"", queue=queue, closeWhenFinished=True).result(timeout=30)
+    reader.join(30)
+    queue.shutdown()
+
+
+@pytest.mark.parametrize("timeout", [-1, float("nan"), "1", True])
+def test_a_bad_timeout_is_refused_naming_it(tmp_path, timeout):
+    with open(tmp_path / "f", "wb") as stream:
+        with pytest.raises((TypeError, ValueError), match="timeout"):
+            bgwrite(stream, b"x", timeout=timeout)
+    assert (tmp_path / "f").read_bytes() == b""
