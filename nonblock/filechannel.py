@@ -19,8 +19,9 @@ Three rules hold here:
   could not take.  ``dirty`` and ``mid_chunk`` say so, and a forked child
   that inherits such a file gets a fresh real object (see hddfile.py).
 * **Every byte is settled.**  :attr:`FileChannel.settled` counts what left the
-  caller's hands and reached its end, written or failed; the caller's bound on
-  pending data waits on it.  Only jobs update it, holding the disk token, so
+  caller's hands and reached its end, written or failed, by what it weighed in
+  the caller's memory (its size plus each piece's object overhead); the
+  caller's bound on pending data waits on it.  Only jobs update it, holding the disk token, so
   the two IO threads never race on it.
 """
 
@@ -204,10 +205,14 @@ class WriteJob:
     """
 
     def __init__(self, channel: FileChannel, pieces: List[Piece], size: int, *,
-                 flush_after: bool = False) -> None:
+                 flush_after: bool = False, cost: Optional[int] = None) -> None:
         self.channel = channel
         self.size = size
         self.settled = 0
+        # What the pieces weigh in the caller's memory (see hddfile's max_pending_bytes):
+        # given back to the channel in step with what is written.
+        self.cost = size if cost is None else cost
+        self._cost_settled = 0
         self.flush_after = flush_after
         self._chunks: Iterator[_Chunk] = (
             _exact_chunks(pieces, channel.chunk_size) if channel.exact
@@ -230,13 +235,13 @@ class WriteJob:
                 raise channel.not_written()
             return self._perform(task)
         except BaseException as error:
-            unsettled, self.settled = self.size - self.settled, self.size
-            channel.fail(error, unsettled)
+            self.settled = self.size
+            channel.fail(error, self._settle_cost())
             raise
 
     def abandon(self, cause: BaseException) -> Optional[BaseException]:
-        unsettled, self.settled = self.size - self.settled, self.size
-        self.channel.settle(unsettled)
+        self.settled = self.size
+        self.channel.settle(self._settle_cost())
         return None
 
     def _perform(self, task: Task[Any]) -> Step:
@@ -268,11 +273,20 @@ class WriteJob:
         self._chunk = None
         self._item = 0
         self.settled += size
-        channel.settle(size)
+        channel.settle(self._settle_cost())
         task.status = self.settled
         if self.settled >= self.size and not self.flush_after:
             return Step.done(self.settled)
         return Step.more()
+
+    def _settle_cost(self) -> int:
+        """The share of the pieces' cost that what has been settled so far frees, not yet given back."""
+        if self.settled >= self.size:
+            share = self.cost - self._cost_settled
+        else:
+            share = self.cost * self.settled // self.size - self._cost_settled
+        self._cost_settled += share
+        return share
 
     def _flush(self, real: Any) -> bool:
         """Flush the real file; False if the stream has no room (flush again when it has)."""

@@ -34,8 +34,9 @@ the queue's IO threads touch it.  So:
   refused with it, so the file never gets a hole.  An error no call ever
   raised is logged to the ``nonblock`` logger when the object is dropped or at
   exit.
-* Memory is bounded: past ``max_pending_bytes`` of unwritten data (characters,
-  in text mode), ``write()`` waits for the disk to catch up.
+* Memory is bounded: past ``max_pending_bytes`` of memory held by unwritten
+  data (each write counted with its object's overhead, so a flood of tiny
+  writes is bounded too), ``write()`` and ``flush()`` wait for the disk.
 * A file left open at exit is written out and closed; a forked child never
   writes the data its parent had pending.
 """
@@ -45,6 +46,7 @@ from __future__ import annotations
 import functools
 import io
 import os
+import sys
 import threading
 import weakref
 from typing import Any, Callable, Iterable, List, Optional, Tuple, Union, cast
@@ -70,6 +72,25 @@ _CLOSED_MESSAGE = "I/O operation on closed file."
 _live_files: weakref.WeakSet[BackgroundHddFile] = weakref.WeakSet()
 
 
+# What a piece held for writing costs beyond its data: the object's header and its
+# place in the list (a bytes object's header is 33 bytes, an ASCII str's 49).
+_BYTES_OVERHEAD = 33 + 8
+_STR_OVERHEAD = 49 + 8
+_SLOT = 8
+
+
+def memory_cost(parts: List[Piece]) -> int:
+    """What *parts* weigh in memory: max_pending_bytes bounds this, not their length.
+
+    Counting only the data let a million 1-byte writes hold 13 times the bound.
+    """
+    if not parts:
+        return 0
+    if isinstance(parts[0], str):  # non-ASCII text takes 1, 2 or 4 bytes a character
+        return sum(map(sys.getsizeof, parts)) + _SLOT * len(parts)
+    return sum(map(len, parts)) + _BYTES_OVERHEAD * len(parts)
+
+
 class _Gathered:
     """What the caller's half holds for its next batch.
 
@@ -89,18 +110,24 @@ class _Gathered:
 
     def __init__(self, refused: bool) -> None:
         self.parts: List[Piece] = []
-        self.size = 0  # of parts: bytes, or characters in text mode
+        self.size = 0  # what the parts weigh in memory (see memory_cost)
         # True when a write must take the slow path: closed, not writable, failed.
         self.refused = refused
 
-    def take(self) -> Tuple[List[Piece], int]:
-        """Remove and return what is gathered, and its exact size."""
+    def take(self) -> Tuple[List[Piece], int, int]:
+        """Remove and return what is gathered, its exact size, and what it weighs in memory.
+
+        The weight is the running count ``write()`` kept (measuring a million
+        pieces again would cost the caller as much as the writes did); a piece
+        appended by a concurrent writer just now may be counted in the next batch.
+        """
+        weight = self.size
         parts = self.parts
         count = len(parts)
         taken = parts[:count]
         del parts[:count]
-        self.size = sum(map(len, parts))  # what arrived meanwhile, usually nothing
-        return taken, sum(map(len, taken))
+        leftover = self.size = memory_cost(parts)  # what arrived meanwhile, usually nothing
+        return taken, sum(map(len, taken)), max(weight - leftover, 0)
 
     def drop(self) -> None:
         del self.parts[:]
@@ -121,7 +148,8 @@ class BackgroundHddFile(io.IOBase):
     ``fsync``
         fsync before the descriptor is closed, so ``finished`` means durable.
     ``max_pending_bytes``
-        How much unwritten data the object may hold; ``write()`` blocks past it.
+        How much memory unwritten data may hold (each write's data and its
+        object's overhead); ``write()`` and ``flush()`` block past it.
         A single write bigger than that is held whole (with what was gathered
         just before it), once the writes before it are down.
     ``queue``
@@ -235,7 +263,11 @@ class BackgroundHddFile(io.IOBase):
 
     @property
     def pending_bytes(self) -> int:
-        """Data written to this object and not yet settled on disk (characters, in text mode)."""
+        """Memory held by data written to this object and not yet settled on disk, in bytes.
+
+        Each write counts its data (bytes; for text, what the str object takes)
+        and its object's overhead, about 40 to 60 bytes.
+        """
         return self._gathered.size + self._submitted - self._channel.settled
 
     def readable(self) -> bool:
@@ -394,9 +426,9 @@ class BackgroundHddFile(io.IOBase):
                 except QueueShutdown:
                     pass  # nothing to write; the close flushes the rest
             return
-        parts, size = self._gathered.take()
-        self._submit(WriteJob(self._channel, parts, size, flush_after=flush))
-        self._submitted += size
+        parts, size, cost = self._gathered.take()
+        self._submit(WriteJob(self._channel, parts, size, flush_after=flush, cost=cost))
+        self._submitted += cost
 
     def _wait_for_room(self, size: int) -> None:
         """Block until *size* more in flight keeps the object within max_pending_bytes.
@@ -592,19 +624,23 @@ class BackgroundTextFile(BackgroundHddFile, io.TextIOBase):
     def _make_fast_write(gathered: _Gathered, batch_size: int,
                          owner: weakref.ref[BackgroundHddFile]) -> Callable[[Any], int]:
         parts = gathered.parts  # never replaced (see _Gathered)
+        overhead, slot, sizeof = _STR_OVERHEAD, _SLOT, sys.getsizeof  # locals: a write is ~150 ns
 
         def write(s: str) -> int:
             if type(s) is not str:
                 s = _as_str(s)
             if gathered.refused:
                 _alive(owner)._raise_refusal()
-            if not s.isascii():
+            size = len(s)
+            if s.isascii():
+                cost = size + overhead
+            else:
                 # What the encoding cannot take fails here, as open()'s write() does, not
                 # later on an IO thread.  ASCII text encodes in every encoding open() uses.
                 cast(BackgroundTextFile, _alive(owner))._check_encodable(s)
+                cost = sizeof(s) + slot
             parts.append(s)
-            size = len(s)
-            gathered.size += size
+            gathered.size += cost
             if gathered.refused:
                 _alive(owner)._refuse_after_append(s)
             elif gathered.size >= batch_size:
@@ -648,6 +684,7 @@ class BackgroundBinaryFile(BackgroundHddFile, io.BufferedIOBase):
     def _make_fast_write(gathered: _Gathered, batch_size: int,
                          owner: weakref.ref[BackgroundHddFile]) -> Callable[[Any], int]:
         parts = gathered.parts  # never replaced (see _Gathered)
+        overhead = _BYTES_OVERHEAD
 
         def write(data: Any) -> int:
             piece = data if type(data) is bytes else _owned_bytes(data)
@@ -655,7 +692,7 @@ class BackgroundBinaryFile(BackgroundHddFile, io.BufferedIOBase):
                 _alive(owner)._raise_refusal()
             parts.append(piece)
             size = len(piece)
-            gathered.size += size
+            gathered.size += size + overhead
             if gathered.refused:
                 _alive(owner)._refuse_after_append(piece)
             elif gathered.size >= batch_size:

@@ -360,3 +360,72 @@ def test_a_bad_timeout_is_refused_naming_it(tmp_path, timeout):
         with pytest.raises((TypeError, ValueError), match="timeout"):
             bgwrite(stream, b"x", timeout=timeout)
     assert (tmp_path / "f").read_bytes() == b""
+
+
+# -- max_pending_bytes bounds memory, whatever the size of each write --------------------------
+
+_RSS_CHILD = """
+import os, sys, threading
+sys.path.insert(0, sys.argv[3])
+from _fifos import FifoReader, nonblocking_opener
+import nonblock
+
+kind, folder = sys.argv[1], sys.argv[2]
+bound = 32 << 20
+
+def rss() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+reader = FifoReader(os.path.join(folder, "fifo"), paused=True)
+mode = "w" if kind == "wide-text" else "wb"
+file = nonblock.BackgroundHddFile(os.path.join(folder, "fifo"), mode, max_pending_bytes=bound,
+                                  opener=None if mode == "w" else nonblocking_opener)
+reader.start()
+if kind == "wide-text":
+    pieces = ["\\U0001F600" * (1 + i % 3) for i in range(64)]   # 4-byte characters
+elif kind == "tiny":
+    pieces = None                                              # a new 1-7 byte object each time
+else:
+    pieces = [os.urandom(10) for _ in range(64)]
+count = 4_000_000 if kind == "tiny" else 3_000_000
+done = 0
+start = rss()
+def writer():
+    global done
+    write = file.write
+    for i in range(count):
+        write(b"%d" % i if pieces is None else pieces[i % 64])
+        done += 1
+thread = threading.Thread(target=writer)
+thread.start()
+last = -1
+while thread.is_alive() and done != last:   # until the writer stays put: it waits for room
+    last = done
+    thread.join(0.5)
+peak = rss() - start
+stalled = thread.is_alive()
+reader.gate.set()
+thread.join(120)
+file.close()
+file.wait(120)
+reader.finish()
+print(kind, stalled, peak, bound)
+"""
+
+
+@pytest.mark.parametrize("kind", ["tiny", "ten-byte", "wide-text"])
+def test_memory_held_stays_near_max_pending_bytes_for_any_write_size(tmp_path, kind):
+    import subprocess
+    import sys
+
+    tests = os.path.dirname(os.path.abspath(__file__))
+    done = subprocess.run([sys.executable, "-c", _RSS_CHILD, kind, str(tmp_path), tests],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    _, stalled, peak, bound = done.stdout.split()
+    assert stalled == "True"  # the writer was held back by the bound, not done
+    assert int(peak) <= 1.5 * int(bound), f"RSS grew {int(peak) / int(bound):.2f}x the bound"
