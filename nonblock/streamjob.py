@@ -32,6 +32,7 @@ from __future__ import annotations
 import collections
 import io
 import os
+import stat
 import time
 from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -77,6 +78,11 @@ class StreamWriteJob:
     # from these class defaults, and what the stream is like is looked up on
     # the first op (a carried job never has one).
     _none_means_eagain: Optional[bool] = None
+    # A buffered regular file's descriptor: its position tells, after a failed write,
+    # how much of the chunk really reached the file (the buffer may have taken more).
+    _position_fd: Optional[int] = None
+    _chunk_start = 0  # that position when the current chunk began
+    _written_at_chunk = 0  # ``written`` when the current chunk began
     _has_flush = False
     _block_index = 0
     _block_offset = 0  # where the next chunk starts in the current block
@@ -148,6 +154,8 @@ class StreamWriteJob:
             # returning None is an old-style file-like object that took everything.
             self._none_means_eagain = _is_raw(type(self.stream))
             self._has_flush = callable(getattr(self.stream, "flush", None))
+            if type(self.stream) in _BUFFERED_FILES and self.total > _COUNT_POSITION_ABOVE:
+                self._position_fd = _regular_file_descriptor(self.stream)
         if self._chunk is None:
             if self._carried_tasks:
                 self._chunk = self._joined_with_riders()
@@ -163,6 +171,9 @@ class StreamWriteJob:
             return self._perform(task)
         except BaseException as error:
             self.blocks = ()  # never to be written: let the payload go
+            if self._position_fd is not None and self._chunk is not None and not self._carried_tasks:
+                self._count_what_reached_the_file()
+                task.status = self.written
             if self.close_when_finished:
                 self._close_quietly()
             streamfailures.record_failure(self.stream, error)
@@ -311,6 +322,9 @@ class StreamWriteJob:
             return self._last_step()
         started = time.perf_counter()
         if not self._flush_pending:
+            if self._position_fd is not None and not self._chunk_done:
+                self._chunk_start = os.lseek(self._position_fd, 0, os.SEEK_CUR)
+                self._written_at_chunk = self.written
             taken, blocked = self._write_some(chunk)
             if taken:
                 self._empty_writes = 0
@@ -342,6 +356,21 @@ class StreamWriteJob:
         if self.bandwidth_pct < 100.0:
             return self._rest_until_next_start()
         return Step.more()
+
+    def _count_what_reached_the_file(self) -> None:
+        """After a failure: ``written`` is what reached the file, not what the buffer took.
+
+        A BufferedWriter that meets ENOSPC has taken bytes it will never write,
+        and may have written part of a chunk whose write() raised.
+        """
+        assert self._position_fd is not None
+        try:
+            now = os.lseek(self._position_fd, 0, os.SEEK_CUR)
+        except OSError:
+            return
+        assert self._chunk is not None
+        reached = max(0, min(now - self._chunk_start, len(self._chunk)))
+        self.written = self._written_at_chunk + reached
 
     def _rest_until_next_start(self) -> Step:
         times = self._recent_chunk_times
@@ -403,6 +432,20 @@ class StreamWriteJob:
             self.stream.close()
         except Exception:
             pass  # the failure that brought us here is the one to report
+
+
+_BUFFERED_FILES = (io.BufferedWriter, io.BufferedRandom)
+# For smaller writes (which often ride together in one chunk) a system call per
+# chunk is not worth it: after a failure their count may be off by the write itself.
+_COUNT_POSITION_ABOVE = 64 * 1024
+
+
+def _regular_file_descriptor(stream: Any) -> Optional[int]:
+    try:
+        fileno = int(stream.fileno())
+        return fileno if stat.S_ISREG(os.fstat(fileno).st_mode) else None
+    except (OSError, ValueError):
+        return None
 
 
 def _piece(block: Block, start: int, end: int) -> Block:

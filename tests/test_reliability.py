@@ -429,3 +429,36 @@ def test_memory_held_stays_near_max_pending_bytes_for_any_write_size(tmp_path, k
     _, stalled, peak, bound = done.stdout.split()
     assert stalled == "True"  # the writer was held back by the bound, not done
     assert int(peak) <= 1.5 * int(bound), f"RSS grew {int(peak) / int(bound):.2f}x the bound"
+
+
+# -- after a full disk, bytes_written tells what reached the file ---------------------------------
+
+_FULL_FILE_CHILD = """
+import os, resource, signal, sys
+from nonblock import bgwrite, bgwrite_chunk
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # past the limit, write() fails with EFBIG
+limit = 1_000_000
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+path = sys.argv[1]
+with open(path, "wb") as stream:                 # a BufferedWriter: it takes more than it writes
+    task = bgwrite_chunk(stream, os.urandom(3_000_000), 300_000)
+    error = task.exception(timeout=60)
+    print(type(error).__name__, task.bytes_written, task.status, os.path.getsize(path))
+    try:
+        stream.close()
+    except OSError:
+        pass
+"""
+
+
+def test_after_a_full_disk_bytes_written_is_what_reached_the_file(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _FULL_FILE_CHILD, str(tmp_path / "f")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    error, written, status, on_disk = done.stdout.split()
+    assert error == "OSError"  # EFBIG: the file can grow no more, as with ENOSPC
+    assert int(on_disk) == 1_000_000
+    assert int(written) == int(status) == int(on_disk)
