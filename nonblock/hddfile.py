@@ -385,7 +385,7 @@ class BackgroundHddFile(io.IOBase):
 
     def _run_now(self, function: Callable[[], Any]) -> Any:
         """Run *function* on the queue and wait for it (inline on the queue's own threads)."""
-        if threading.current_thread() in self._queue._threads:
+        if self._queue.owns_current_thread():
             return function()
         return self._queue.submit_job(FunctionJob(function, (), {})).result()
 
@@ -441,7 +441,7 @@ class BackgroundHddFile(io.IOBase):
         limit = self._max_pending - self._batch_size
         if self._submitted - channel.settled + size <= limit:
             return
-        if threading.current_thread() in self._queue._threads:
+        if self._queue.owns_current_thread():
             return
         with channel.room:
             # The IO side wakes the waiters once this much has settled: the
@@ -484,7 +484,7 @@ class BackgroundHddFile(io.IOBase):
         Its last queued op may still be running (shutdown(wait=False)): let it end first.
         """
         last = self._last_task
-        if last is not None and threading.current_thread() not in self._queue._threads:
+        if last is not None and not self._queue.owns_current_thread():
             last.wait()
         task: Task[Any] = Task()
         try:

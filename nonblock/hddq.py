@@ -1097,9 +1097,8 @@ def _quiesce_before_fork() -> None:
     queue's own thread (a background function that forks holds its token
     already), and never for long: an op stuck for a second is not worth a hang.
     """
-    current = threading.current_thread()
     for queue_ in list(_live_queues):
-        if current in queue_._threads:
+        if queue_.owns_current_thread():
             continue
         token = queue_._disk_token
         if token.acquire(timeout=_FORK_QUIESCE_SECONDS):

@@ -334,7 +334,7 @@ class Task(_FutureBase[_T]):
         # An op holds the disk token and the callback thread delivers in order:
         # waiting there for an unfinished task of the same queue would wait forever.
         queue_ = self._queue
-        if queue_ is not None and threading.current_thread() in queue_._threads and not self.done():
+        if queue_ is not None and queue_.owns_current_thread() and not self.done():
             raise RuntimeError(
                 f"waiting for {self!r} from {threading.current_thread().name}, a thread of its own "
                 "queue, would deadlock; chain the work instead (after=, chainAfter=, a callback)"
