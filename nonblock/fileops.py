@@ -214,7 +214,18 @@ _COPY_BUFFER = 1 << 20
 
 
 def file_read(filename: PathArg, binary: bool = False) -> Output:
-    with open(_open_without_waiting(filename, os.O_RDONLY), "rb" if binary else "r") as stream:
+    fd = _open_without_waiting(filename, os.O_RDONLY)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), filename)
+        if not stat.S_ISREG(mode):  # /dev/zero would be read until memory ran out
+            raise shutil.SpecialFileError(f"`{os.fsdecode(filename)}` is not a regular file")
+        stream = open(fd, "rb" if binary else "r")
+    except BaseException:
+        os.close(fd)
+        raise
+    with stream:
         return {"data": stream.read()}
 
 
@@ -224,7 +235,8 @@ def file_write(data: Any, filename: PathArg, binary: bool = False, *,
     # cannot be written ever truncates the file.
     payload = memoryview(data) if binary else _encode_text(data)
     if not atomic:
-        with open(_open_without_waiting(filename, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as stream:
+        fd = _open_without_waiting(filename, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        with _file_object(fd, "wb") as stream:
             stream.write(payload)
             if fsync:
                 stream.flush()
@@ -251,7 +263,7 @@ def file_write(data: Any, filename: PathArg, binary: bool = False, *,
 
 def file_append(data: Any, filename: PathArg, binary: bool = False, *, fsync: bool = False) -> Output:
     flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
-    with open(_open_without_waiting(filename, flags), "ab" if binary else "a") as stream:
+    with _file_object(_open_without_waiting(filename, flags), "ab" if binary else "a") as stream:
         stream.write(data)
         if fsync:
             stream.flush()
@@ -291,6 +303,15 @@ def _open_without_waiting(filename: Any, flags: int) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def _file_object(fd: int, mode: str) -> Any:
+    """open(fd, mode), closing *fd* if that fails (it would be leaked)."""
+    try:
+        return open(fd, mode)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _encode_text(text: Any) -> bytes:

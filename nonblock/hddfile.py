@@ -46,6 +46,7 @@ from __future__ import annotations
 import functools
 import io
 import os
+import stat
 import sys
 import threading
 import weakref
@@ -194,7 +195,9 @@ class BackgroundHddFile(io.IOBase):
             raise TypeError(f"queue must be an HddQueue or None, not {_checks.show(queue)}")
         self._queue = queue if queue is not None else default_queue()
         opening = functools.partial(open, file, mode, buffering, encoding, errors, newline, closefd, opener)
-        real = self._run_now(opening)
+        # Opening a FIFO waits for its other end: the caller waits, as with open(),
+        # rather than the queue (every other write would wait with it).
+        real: Any = opening() if _names_a_fifo(file) else self._run_now(opening)
         if isinstance(real, io.TextIOBase) != self._is_text:
             real.close()  # only a subclass that picked the wrong kind gets here
             raise ValueError(f"mode {mode!r} does not open a {type(self).__name__}")
@@ -709,6 +712,15 @@ class BackgroundBinaryFile(BackgroundHddFile, io.BufferedIOBase):
 
     def readinto1(self, buffer: Any) -> int:
         return self._call("readinto1", buffer)  # type: ignore[no-any-return]
+
+
+def _names_a_fifo(file: Any) -> bool:
+    if isinstance(file, int):
+        return False
+    try:
+        return stat.S_ISFIFO(os.stat(file).st_mode)
+    except (OSError, TypeError, ValueError):
+        return False  # open() gives the error that fits
 
 
 def _alive(owner: weakref.ref[BackgroundHddFile]) -> BackgroundHddFile:

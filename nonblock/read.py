@@ -54,6 +54,8 @@ class Source:
         # Text decoded from this source's bytes, kept between calls; made on first need.
         self._decoder: Optional[codecs.IncrementalDecoder] = None
         self._deferred_error: Optional[Exception] = None
+        # Bytes a failed decode gave back: returned first by the next read.
+        self._pushed_back = b""
 
     def read_bytes(self, size: int) -> Optional[bytes]:
         raise NotImplementedError
@@ -72,6 +74,10 @@ class Source:
             raise error
         pieces: List[bytes] = []
         total = 0
+        if self._pushed_back:
+            first, self._pushed_back = self._pushed_back[:budget], self._pushed_back[budget:]
+            pieces.append(first)
+            total = len(first)
         while total < budget:
             try:
                 piece = self.read_bytes(min(piece_size, budget - total))
@@ -112,12 +118,18 @@ class Source:
         decoder = self._decoder
         if decoder is None:
             decoder = self._decoder = self._make_decoder()
-        if data is None:
-            text = decoder.decode(b"", True)  # the end: a cut character is an error, not lost
-            if not text:
-                return None
-        else:
-            text = decoder.decode(data)
+        try:
+            if data is None:
+                text = decoder.decode(b"", True)  # the end: a cut character is an error, not lost
+                if not text:
+                    return None
+            else:
+                text = decoder.decode(data)
+        except UnicodeDecodeError:
+            # Not lost: the bytes are returned first by the next call (as bytes with forceMode='b').
+            self._pushed_back = decoder.getstate()[0] + (data or b"") + self._pushed_back
+            decoder.reset()
+            raise
         return text if want_text else text.encode(self.encoding, self.errors)
 
     def _make_decoder(self) -> codecs.IncrementalDecoder:

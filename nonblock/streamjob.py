@@ -81,7 +81,7 @@ class StreamWriteJob:
     # A buffered regular file's descriptor: its position tells, after a failed write,
     # how much of the chunk really reached the file (the buffer may have taken more).
     _position_fd: Optional[int] = None
-    _chunk_start = 0  # that position when the current chunk began
+    _chunk_start = -1  # that position when the current chunk began (-1: none began)
     _written_at_chunk = 0  # ``written`` when the current chunk began
     _has_flush = False
     _block_index = 0
@@ -171,7 +171,7 @@ class StreamWriteJob:
             return self._perform(task)
         except BaseException as error:
             self.blocks = ()  # never to be written: let the payload go
-            if self._position_fd is not None and self._chunk is not None and not self._carried_tasks:
+            if self._chunk_start >= 0 and self._chunk is not None and not self._carried_tasks:
                 self._count_what_reached_the_file()
                 task.status = self.written
             if self.close_when_finished:
@@ -400,13 +400,13 @@ class StreamWriteJob:
             if self._none_means_eagain:
                 return 0, True
             return len(data), False
-        if type(taken) is not int or not 0 <= taken <= len(data):
+        if not isinstance(taken, int) or isinstance(taken, bool) or not 0 <= taken <= len(data):
             # Taken at its word, True or 1.5 would resend bytes and -1 loop forever.
             raise OSError(
                 f"{self.stream!r}.write() returned {taken!r}: a count from 0 to {len(data)} "
                 "(or None) was expected"
             )
-        return taken, False
+        return int(taken), False
 
     def _wait_for_room(self, blocked: bool, taken: int) -> Step:
         if taken and not blocked:

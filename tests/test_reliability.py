@@ -206,6 +206,36 @@ def test_a_fifo_with_no_peer_is_refused_and_holds_up_no_other_write(tmp_path, qu
     assert (tmp_path / "other").read_bytes() == b"unrelated"
 
 
+def test_opening_a_fifo_with_no_reader_waits_in_the_caller_not_in_the_queue(tmp_path, queue):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    opened: List[Any] = []
+    opener = threading.Thread(target=lambda: opened.append(
+        nonblock.BackgroundHddFile(fifo, "wb", queue=queue)))
+    opener.start()  # waits for a reader, as open() does
+    with open(tmp_path / "other", "wb") as other:
+        assert bgwrite(other, b"unrelated", queue=queue).result(timeout=30) == 9  # the queue goes on
+    assert opener.is_alive() and not opened
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # the other end: now the open goes through
+    opener.join(30)
+    file = opened[0]
+    file.write(b"through the fifo")
+    file.close()
+    assert file.wait(30)
+    assert os.read(reader, 100) == b"through the fifo"
+    os.close(reader)
+
+
+def test_file_read_refuses_a_device_and_a_directory_without_leaking_a_descriptor(tmp_path, queue):
+    error = queue.file_read(None, "/dev/zero", binary=True).exception(timeout=30)
+    assert error is not None and "not a regular file" in str(error)  # it would be read forever
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(20):
+        error = queue.file_read(None, str(tmp_path)).exception(timeout=30)
+        assert isinstance(error, IsADirectoryError) and str(tmp_path) in str(error)
+    assert len(os.listdir("/proc/self/fd")) <= before + 1
+
+
 def test_a_fifo_refused_by_the_module_api_reports_false_through_its_callback(tmp_path):
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
@@ -451,6 +481,37 @@ with open(path, "wb") as stream:                 # a BufferedWriter: it takes mo
 """
 
 
+_REFUSED_AFTER_FULL_CHILD = """
+import os, resource, signal, sys
+from nonblock import bgwrite
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+limit = 3 << 20
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+with open(sys.argv[1], "wb") as stream:
+    tasks = [bgwrite(stream, bytes([65 + i]) * (2 << 20)) for i in range(4)]
+    for task in tasks:
+        task.exception(timeout=60)
+    print(" ".join(f"{type(t.exception()).__name__}:{t.bytes_written}" for t in tasks),
+          os.path.getsize(sys.argv[1]))
+    try:
+        stream.close()
+    except OSError:
+        pass
+"""
+
+
+def test_writes_refused_after_a_full_disk_report_nothing_written(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _REFUSED_AFTER_FULL_CHILD, str(tmp_path / "f")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    *outcomes, on_disk = done.stdout.split()
+    assert outcomes == [f"NoneType:{2 << 20}", f"OSError:{1 << 20}", "StreamFailed:0", "StreamFailed:0"]
+    assert int(on_disk) == 3 << 20
+
+
 def test_after_a_full_disk_bytes_written_is_what_reached_the_file(tmp_path):
     import subprocess
     import sys
@@ -462,3 +523,23 @@ def test_after_a_full_disk_bytes_written_is_what_reached_the_file(tmp_path):
     assert error == "OSError"  # EFBIG: the file can grow no more, as with ENOSPC
     assert int(on_disk) == 1_000_000
     assert int(written) == int(status) == int(on_disk)
+
+
+def test_a_write_returning_an_int_subclass_is_a_count(queue):
+    class Count(int):
+        pass
+
+    stream = LyingStream(Count(3))
+    assert bgwrite(stream, b"abc", queue=queue).result(timeout=30) == 3
+    assert stream.received == [b"abc"]
+
+
+def test_forcing_text_on_bytes_that_are_not_utf8_raises_and_loses_nothing():
+    read_end, write_end = os.pipe()
+    with os.fdopen(read_end, "rb") as reader:
+        os.write(write_end, b"ok\xff\xfeok")
+        with pytest.raises(UnicodeDecodeError):
+            nonblock.nonblock_read(reader, forceMode="t")
+        assert nonblock.nonblock_read(reader, forceMode="b") == b"ok\xff\xfeok"
+        os.close(write_end)
+        assert nonblock.nonblock_read(reader) is None
