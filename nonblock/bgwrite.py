@@ -258,7 +258,8 @@ def bgwrite(
     the task callbacks *on_success(count)*, *on_fail(exception)*, *on_end(task)*.
 
     Memory is bounded: while the payloads of the queue's pending writes add up
-    to its ``max_pending_bytes`` (1 GiB unless set), the call waits for the
+    to its ``max_pending_bytes`` (a quarter of the memory, at least 1 GiB,
+    unless set), the call waits for the
     disk, up to *timeout* seconds (None: as long as it takes), then raises
     TimeoutError having queued nothing.  (A payload larger than the bound goes
     alone.)  On one of the queue's own threads it never waits.

@@ -202,7 +202,18 @@ class Job(Protocol):
 
 
 _STOP = object()
-DEFAULT_MAX_PENDING_BYTES = 1 << 30
+
+
+def _default_max_pending_bytes() -> int:
+    """A quarter of the machine's memory, and at least 1 GiB."""
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        physical = 0
+    return max(1 << 30, physical // 4)
+
+
+DEFAULT_MAX_PENDING_BYTES = _default_max_pending_bytes()
 _RIDERS_OFFERED_AT_ONCE = 256
 _LONG_OP_SECONDS = 0.0005
 _EAGAIN_BACKOFF = 0.001  # for a stream that said EAGAIN but has no descriptor to poll
@@ -228,7 +239,9 @@ class HddQueue:
 
     @property
     def max_pending_bytes(self) -> int:
-        """The most that pending work may weigh at once (1 GiB unless set).
+        """The most that pending work may weigh at once.
+
+        A quarter of the machine's memory, at least 1 GiB, unless set.
 
         A bgwrite weighs its payload's size.  Past the bound, a submission waits
         for the disk (bgwrite's *timeout*); one that weighs more than the whole
