@@ -8,20 +8,15 @@ import threading
 from typing import Any, List, Optional, Tuple
 
 
-class ShortWriteFile(io.RawIOBase):
-    """A real file that takes at most *limit* bytes per write(), as a pipe or socket may."""
+class RealFile(io.RawIOBase):
+    """A raw stream on a real file, created empty; subclasses decide how write() behaves."""
 
-    def __init__(self, path: str, limit: int) -> None:
+    def __init__(self, path: str) -> None:
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        self.limit = limit
         self.calls = 0
 
     def writable(self) -> bool:
         return True
-
-    def write(self, data: Any) -> int:
-        self.calls += 1
-        return os.write(self._fd, memoryview(data)[: self.limit])
 
     def fileno(self) -> int:
         return self._fd
@@ -30,6 +25,32 @@ class ShortWriteFile(io.RawIOBase):
         if not self.closed:
             os.close(self._fd)
         super().close()
+
+
+class ShortWriteFile(RealFile):
+    """A real file that takes at most *limit* bytes per write(), as a pipe or socket may."""
+
+    def __init__(self, path: str, limit: int) -> None:
+        super().__init__(path)
+        self.limit = limit
+
+    def write(self, data: Any) -> int:
+        self.calls += 1
+        return os.write(self._fd, memoryview(data)[: self.limit])
+
+
+class FlakyFile(RealFile):
+    """A real file whose write() fails once, on call number *fail_on* (a transient EIO)."""
+
+    def __init__(self, path: str, fail_on: int) -> None:
+        super().__init__(path)
+        self.fail_on = fail_on
+
+    def write(self, data: Any) -> int:
+        self.calls += 1
+        if self.calls == self.fail_on:
+            raise OSError(5, "Input/output error (transient)")
+        return os.write(self._fd, data)
 
 
 def nonblocking_pipe(buffering: int = 0) -> Tuple[int, Any]:

@@ -75,7 +75,6 @@ def test_python_nonblocks_documented_loop_over_a_subprocess_pipe():
     chunks = [b"first part ", b"second part ", b"last"]
     writer = PacedWriter(chunks)
     seen: List[bytes] = []
-    idle_calls = 0
     assert nonblock_read(writer.stdout) == b""  # nothing written yet: empty, not None
     for chunk in chunks:
         writer.send_next()
@@ -87,8 +86,7 @@ def test_python_nonblocks_documented_loop_over_a_subprocess_pipe():
             break
         if data:
             seen.append(data)
-        else:
-            idle_calls += 1
+        else:  # the README's idleTask(): here, wait for the descriptor
             select.select([writer.stdout], [], [], 10)
     assert seen == chunks
     assert nonblock_read(writer.stdout) is None  # and stays None
@@ -157,18 +155,11 @@ def test_a_large_pipe_transfer_arrives_whole_and_in_order():
     )
     feeder = threading.Thread(target=lambda: (writer.stdin.write(payload), writer.stdin.close()))
     feeder.start()
-    got: List[bytes] = []
-    while True:
-        piece = nonblock_read(writer.stdout)
-        if piece is None:
-            break
-        if piece:
-            got.append(piece)
-        else:
-            select.select([writer.stdout], [], [], 30)
+    got = read_until(writer.stdout, len(payload))
     feeder.join(30)
     assert writer.wait(30) == 0
-    assert b"".join(got) == payload
+    assert got == payload
+    assert nonblock_read(writer.stdout) is None  # the writer is gone: the end
 
 
 def test_a_socket_pair():

@@ -14,7 +14,7 @@ import threading
 from typing import Any, Iterator, List
 
 import pytest
-from _streams import held_pipe
+from _streams import FlakyFile, held_pipe
 
 import nonblock
 from nonblock import (
@@ -77,32 +77,6 @@ def test_a_write_returning_none_is_a_full_write_for_old_style_objects_and_eagain
 
 
 # -- after a failed write, nothing more goes to that stream --------------------------------------
-
-
-class FlakyFile(io.RawIOBase):
-    """A real file whose write() fails once, on call number *fail_on* (a transient EIO)."""
-
-    def __init__(self, path: str, fail_on: int) -> None:
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        self.fail_on = fail_on
-        self.calls = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def fileno(self) -> int:
-        return self._fd
-
-    def write(self, data: Any) -> int:
-        self.calls += 1
-        if self.calls == self.fail_on:
-            raise OSError(5, "Input/output error (transient)")
-        return os.write(self._fd, data)
-
-    def close(self) -> None:
-        if not self.closed:
-            os.close(self._fd)
-        super().close()
 
 
 def test_after_a_write_fails_later_writes_to_the_stream_fail_and_leave_no_hole(tmp_path, queue):
