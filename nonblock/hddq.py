@@ -437,8 +437,6 @@ class HddQueue:
         inbox = self._inbox
         while not inbox.empty():
             job, task, lane, predecessors = inbox.get()
-            if not self._threads:
-                continue  # the queue has stopped
             self._weight_held += task._weight  # never waited for: a finalizer or handler must not wait
             self._accept(job, task, lane, predecessors)
             if predecessors:
