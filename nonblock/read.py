@@ -353,9 +353,12 @@ def nonblock_read(stream: Any, limit: Optional[int] = None, forceMode: Optional[
     its encoding; either way a character split between two calls is kept whole.
 
     Works on pipes, sockets, ptys, regular files, and binary and text file
-    objects; bytes already sitting in a file object's buffer (after a
-    ``readline``, say) are returned first.  A text stream is decoded here with
-    its encoding and universal newlines, as ``open()`` does by default.
+    objects; bytes already sitting in a binary file object's buffer (after a
+    ``readline``, say) are returned first.  A text stream is read through its
+    binary buffer and decoded here with its encoding and universal newlines, as
+    ``open()`` does by default; characters the text wrapper itself already
+    decoded for an earlier ``readline`` are not seen (it offers no way to take
+    them without waiting), so do not mix the two on one text stream.
 
     Raises TypeError or ValueError, naming the argument, for something that
     cannot be read (None, an int, a closed or write-only stream), a negative
