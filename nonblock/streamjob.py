@@ -32,6 +32,7 @@ from __future__ import annotations
 import collections
 import io
 import os
+import select
 import stat
 import time
 from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple, Union
@@ -82,6 +83,11 @@ class StreamWriteJob:
     # how much of the chunk really reached the file (the buffer may have taken more).
     _position_fd: Optional[int] = None
     _chunk_start = -1  # that position when the current chunk began (-1: none began)
+    # A pipe or socket in blocking mode: write() would wait for its reader, holding the
+    # disk token and stalling every other write.  So the job polls it first and offers
+    # at most what poll()'s "writable" guarantees it takes without waiting.
+    _pipe_poller: Optional[Any] = None
+    _piece_cap: Optional[int] = None
     _written_at_chunk = 0  # ``written`` when the current chunk began
     _has_flush = False
     _block_index = 0
@@ -156,6 +162,11 @@ class StreamWriteJob:
             self._has_flush = callable(getattr(self.stream, "flush", None))
             if type(self.stream) in _BUFFERED_FILES and self.total > _COUNT_POSITION_ABOVE:
                 self._position_fd = _regular_file_descriptor(self.stream)
+            pipe = _blocking_pipe_descriptor(self.stream)
+            if pipe is not None:
+                self._pipe_poller = select.poll()
+                self._pipe_poller.register(pipe, select.POLLOUT)
+                self._piece_cap = _PIPE_PIECE_CHARS if _writes_text(self.stream) else select.PIPE_BUF
         if self._chunk is None:
             if self._carried_tasks:
                 self._chunk = self._joined_with_riders()
@@ -322,6 +333,9 @@ class StreamWriteJob:
             return self._last_step()
         started = time.perf_counter()
         if not self._flush_pending:
+            poller = self._pipe_poller
+            if poller is not None and not poller.poll(0):
+                return Step.wait_writable(fileno_or_none(self.stream))  # not inside write()
             if self._position_fd is not None and not self._chunk_done:
                 self._chunk_start = os.lseek(self._position_fd, 0, os.SEEK_CUR)
                 self._written_at_chunk = self.written
@@ -333,6 +347,12 @@ class StreamWriteJob:
             task.status = self.written
             if self._chunk_done < len(chunk):
                 self._chunk_io_time += time.perf_counter() - started
+                if poller is not None and taken and not blocked:
+                    # A piece of the chunk is in: flushed now, the stream's buffer never
+                    # holds more than the next poll() promises room for.
+                    if self._has_flush:
+                        self.stream.flush()
+                    return Step.more()
                 return self._wait_for_room(blocked, taken)
             self._flush_pending = self._has_flush
         if self._flush_pending:
@@ -392,6 +412,9 @@ class StreamWriteJob:
     def _write_some(self, chunk: Block) -> Tuple[int, bool]:
         """Offer the rest of *chunk*; return (how much the stream took, whether it blocked)."""
         data = _piece(chunk, self._chunk_done, len(chunk)) if self._chunk_done else chunk
+        cap = self._piece_cap
+        if cap is not None and len(data) > cap:
+            data = _piece(data, 0, cap)
         try:
             taken = self.stream.write(data)
         except BlockingIOError as error:
@@ -438,6 +461,27 @@ _BUFFERED_FILES = (io.BufferedWriter, io.BufferedRandom)
 # For smaller writes (which often ride together in one chunk) a system call per
 # chunk is not worth it: after a failure their count may be off by the write itself.
 _COUNT_POSITION_ABOVE = 64 * 1024
+
+
+# What a blocking pipe is sure to take when poll() says it is writable: PIPE_BUF
+# bytes, or, through a text wrapper, characters that encode to no more than that.
+_PIPE_PIECE_CHARS = select.PIPE_BUF // 4
+
+
+def _blocking_pipe_descriptor(stream: Any) -> Optional[int]:
+    """The descriptor of *stream* if it is a pipe or socket in blocking mode, else None."""
+    try:
+        fileno = int(stream.fileno())
+        mode = os.fstat(fileno).st_mode
+        if (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)) and os.get_blocking(fileno):
+            return fileno
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        pass
+    return None
+
+
+def _writes_text(stream: Any) -> bool:
+    return isinstance(stream, io.TextIOBase) or "b" not in str(getattr(stream, "mode", "b"))
 
 
 def _regular_file_descriptor(stream: Any) -> Optional[int]:

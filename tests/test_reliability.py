@@ -517,3 +517,43 @@ def test_forcing_text_on_bytes_that_are_not_utf8_raises_and_loses_nothing():
         assert nonblock.nonblock_read(reader, forceMode="b") == b"ok\xff\xfeok"
         os.close(write_end)
         assert nonblock.nonblock_read(reader) is None
+
+
+# -- a stalled reader of a blocking pipe holds up nothing but its own writes ----------------------
+
+
+@pytest.mark.parametrize("kind", ["raw", "buffered", "text", "socket"])
+def test_a_blocking_pipe_nobody_reads_stalls_no_other_write(tmp_path, queue, kind):
+    import socket
+
+    from _streams import SlowReader
+
+    if kind == "socket":
+        ours, theirs = socket.socketpair()  # blocking, as sockets are made
+        stream: Any = ours.makefile("wb")
+        read_fd = os.dup(theirs.fileno())
+        theirs.close()
+    else:
+        read_fd, write_fd = os.pipe()  # both ends blocking
+        mode, buffering = {"raw": ("wb", 0), "buffered": ("wb", -1), "text": ("w", -1)}[kind]
+        stream = open(write_fd, mode, buffering=buffering)
+    gate = threading.Event()
+    reader = SlowReader(read_fd, bite=1 << 16, start_gate=gate)
+    reader.start()
+    if kind == "text":
+        payload: Any = "é" * (300 * 1024)  # several times what the pipe holds, two bytes a character
+        expected = payload.encode()
+    else:
+        payload = os.urandom(1 << 20)
+        expected = payload
+    stuck = bgwrite(stream, payload, queue=queue, closeWhenFinished=True)
+    with open(tmp_path / "other", "wb") as other:
+        # Held up before: the IO thread sat in write() on the full pipe, holding the disk.
+        assert bgwrite(other, b"unrelated", queue=queue).result(timeout=30) == 9
+    assert not stuck.done()
+    gate.set()
+    assert stuck.result(timeout=60) == len(payload)
+    if kind == "socket":
+        ours.close()  # the file made from it is closed; the socket itself ends the stream
+    reader.join(60)
+    assert reader.data() == expected
