@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence, Set, Tuple
 
 from nonblock.background import FunctionJob
 from nonblock.hddq import PredecessorFailed, Step, Task
-from nonblock.streamjob import MAX_EMPTY_WRITES, fileno_or_none
+from nonblock.streamjob import MAX_EMPTY_WRITES, blocking_pipe, fileno_or_none
 
 __all__ = ["ChannelCall", "FileChannel", "WriteJob"]
 
@@ -221,6 +221,7 @@ class WriteJob:
         self._chunk: Optional[_Chunk] = None
         self._item = 0  # which item of the current chunk is being written
         self._offset = 0  # how much of that item the stream has taken
+        self._pipe: Any = None  # a BlockingPipe (see _write_to_pipe); False: not a blocking pipe
         self._flush_pending = False
         self._empty_writes = 0
 
@@ -254,7 +255,13 @@ class WriteJob:
             return Step.done(self.settled)
         items, size = chunk
         if not self._flush_pending:
-            if channel.text:
+            if self._pipe is None:
+                self._pipe = blocking_pipe(real) or False
+            if self._pipe:
+                step = self._write_to_pipe(real, items)
+                if step is not None:
+                    return step
+            elif channel.text:
                 # Text takes every piece whole (a non-blocking descriptor was
                 # refused at open), so this is the plain loop, a million times.
                 write = real.write
@@ -287,6 +294,38 @@ class WriteJob:
             share = self.cost * self.settled // self.size - self._cost_settled
         self._cost_settled += share
         return share
+
+    def _write_to_pipe(self, real: Any, items: List[Chunk]) -> Optional[Step]:
+        """As much of the items as a blocking pipe surely takes now, flushed; a Step until all are in.
+
+        No more than the pipe takes without waiting once poll() says it has
+        room, so the IO thread never waits inside write() for a reader, holding
+        the disk (see streamjob.BlockingPipe).
+        """
+        pipe = self._pipe
+        if not pipe.has_room():
+            return Step.wait_writable(pipe.fileno)
+        budget = pipe.room(self.channel.text)
+        while budget > 0 and self._item < len(items):
+            item = items[self._item]
+            if self._offset >= len(item):
+                self._item += 1
+                self._offset = 0
+                continue
+            end = min(len(item), self._offset + budget)
+            if self._offset == 0 and end == len(item):
+                real.write(item)
+            elif isinstance(item, str):
+                real.write(item[self._offset:end])
+            else:
+                real.write(memoryview(item)[self._offset:end])  # a blocking stream takes it whole
+            budget -= end - self._offset
+            self._offset = end
+        real.flush()
+        while self._item < len(items) and self._offset >= len(items[self._item]):
+            self._item += 1
+            self._offset = 0
+        return None if self._item >= len(items) else Step.more()
 
     def _flush(self, real: Any) -> bool:
         """Flush the real file; False if the stream has no room (flush again when it has)."""

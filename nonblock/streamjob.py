@@ -30,17 +30,22 @@ This is where python-nonblock's write loop is done right:
 from __future__ import annotations
 
 import collections
+import fcntl
 import io
 import os
 import select
 import stat
+import struct
+import termios
 import time
 from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple, Union
 
 from nonblock import streamfailures
 from nonblock.hddq import PredecessorFailed, Step, Task
 
-__all__ = ["MAX_EMPTY_WRITES", "Block", "StreamWriteJob", "fileno_or_none"]
+__all__ = [
+    "MAX_EMPTY_WRITES", "Block", "BlockingPipe", "StreamWriteJob", "blocking_pipe", "fileno_or_none",
+]
 
 Block = Union[bytes, memoryview, str]
 """A piece of payload: bytes, a flat byte view (format 'B'), or a str."""
@@ -86,8 +91,8 @@ class StreamWriteJob:
     # A pipe or socket in blocking mode: write() would wait for its reader, holding the
     # disk token and stalling every other write.  So the job polls it first and offers
     # at most what poll()'s "writable" guarantees it takes without waiting.
-    _pipe_poller: Optional[Any] = None
-    _piece_cap: Optional[int] = None
+    _pipe: Optional[BlockingPipe] = None
+    _pipe_text = False
     _written_at_chunk = 0  # ``written`` when the current chunk began
     _has_flush = False
     _block_index = 0
@@ -162,11 +167,8 @@ class StreamWriteJob:
             self._has_flush = callable(getattr(self.stream, "flush", None))
             if type(self.stream) in _BUFFERED_FILES and self.total > _COUNT_POSITION_ABOVE:
                 self._position_fd = _regular_file_descriptor(self.stream)
-            pipe = _blocking_pipe_descriptor(self.stream)
-            if pipe is not None:
-                self._pipe_poller = select.poll()
-                self._pipe_poller.register(pipe, select.POLLOUT)
-                self._piece_cap = _PIPE_PIECE_CHARS if _writes_text(self.stream) else select.PIPE_BUF
+            self._pipe = blocking_pipe(self.stream)
+            self._pipe_text = self._pipe is not None and _writes_text(self.stream)
         if self._chunk is None:
             if self._carried_tasks:
                 self._chunk = self._joined_with_riders()
@@ -333,9 +335,9 @@ class StreamWriteJob:
             return self._last_step()
         started = time.perf_counter()
         if not self._flush_pending:
-            poller = self._pipe_poller
-            if poller is not None and not poller.poll(0):
-                return Step.wait_writable(fileno_or_none(self.stream))  # not inside write()
+            pipe = self._pipe
+            if pipe is not None and not pipe.has_room():
+                return Step.wait_writable(pipe.fileno)  # not inside write()
             if self._position_fd is not None and not self._chunk_done:
                 self._chunk_start = os.lseek(self._position_fd, 0, os.SEEK_CUR)
                 self._written_at_chunk = self.written
@@ -347,7 +349,7 @@ class StreamWriteJob:
             task.status = self.written
             if self._chunk_done < len(chunk):
                 self._chunk_io_time += time.perf_counter() - started
-                if poller is not None and taken and not blocked:
+                if pipe is not None and taken and not blocked:
                     # A piece of the chunk is in: flushed now, the stream's buffer never
                     # holds more than the next poll() promises room for.
                     if self._has_flush:
@@ -412,9 +414,10 @@ class StreamWriteJob:
     def _write_some(self, chunk: Block) -> Tuple[int, bool]:
         """Offer the rest of *chunk*; return (how much the stream took, whether it blocked)."""
         data = _piece(chunk, self._chunk_done, len(chunk)) if self._chunk_done else chunk
-        cap = self._piece_cap
-        if cap is not None and len(data) > cap:
-            data = _piece(data, 0, cap)
+        if self._pipe is not None:
+            room = self._pipe.room(self._pipe_text)
+            if len(data) > room:
+                data = _piece(data, 0, room)
         try:
             taken = self.stream.write(data)
         except BlockingIOError as error:
@@ -463,21 +466,59 @@ _BUFFERED_FILES = (io.BufferedWriter, io.BufferedRandom)
 _COUNT_POSITION_ABOVE = 64 * 1024
 
 
-# What a blocking pipe is sure to take when poll() says it is writable: PIPE_BUF
-# bytes, or, through a text wrapper, characters that encode to no more than that.
-_PIPE_PIECE_CHARS = select.PIPE_BUF // 4
+class BlockingPipe:
+    """A pipe or socket in blocking mode, written without ever waiting inside write().
+
+    write() on such a stream waits for its reader, perhaps forever, and a job
+    waiting there holds the disk token: every other write would wait too.  So a
+    job asks :meth:`has_room` first (and waits in the queue's poll() if not),
+    then offers at most :meth:`room`: what the stream surely takes at once.
+    """
+
+    def __init__(self, fileno: int, is_fifo: bool) -> None:
+        self.fileno = fileno
+        self._poller = select.poll()
+        self._poller.register(fileno, select.POLLOUT)
+        self._capacity = 0
+        if is_fifo:
+            try:
+                self._capacity = fcntl.fcntl(fileno, _F_GETPIPE_SZ)
+            except OSError:
+                pass
+
+    def has_room(self) -> bool:
+        return bool(self._poller.poll(0))
+
+    def room(self, text: bool) -> int:
+        """Bytes (or, through a text wrapper, characters) it takes now without waiting.
+
+        An empty pipe takes its whole capacity; otherwise poll()'s "writable"
+        promises PIPE_BUF bytes.  A text wrapper may encode a character in 4 bytes.
+        """
+        room = select.PIPE_BUF
+        if self._capacity:
+            try:
+                unread = struct.unpack("i", fcntl.ioctl(self.fileno, termios.FIONREAD, b"\0\0\0\0"))[0]
+            except OSError:
+                unread = -1
+            if unread == 0:
+                room = self._capacity
+        return room // 4 if text else room
 
 
-def _blocking_pipe_descriptor(stream: Any) -> Optional[int]:
-    """The descriptor of *stream* if it is a pipe or socket in blocking mode, else None."""
+def blocking_pipe(stream: Any) -> Optional[BlockingPipe]:
+    """A :class:`BlockingPipe` for *stream* if it is a pipe or socket in blocking mode, else None."""
     try:
         fileno = int(stream.fileno())
         mode = os.fstat(fileno).st_mode
-        if (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)) and os.get_blocking(fileno):
-            return fileno
+        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)) or not os.get_blocking(fileno):
+            return None
     except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
-        pass
-    return None
+        return None
+    return BlockingPipe(fileno, stat.S_ISFIFO(mode))
+
+
+_F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)  # Python 3.9 lacks the name; Linux's number
 
 
 def _writes_text(stream: Any) -> bool:

@@ -557,3 +557,23 @@ def test_a_blocking_pipe_nobody_reads_stalls_no_other_write(tmp_path, queue, kin
         ours.close()  # the file made from it is closed; the socket itself ends the stream
     reader.join(60)
     assert reader.data() == expected
+
+
+@pytest.mark.parametrize("mode", ["w", "wb"])
+def test_a_background_file_on_a_blocking_fifo_nobody_reads_stalls_no_other_write(tmp_path, queue, mode):
+    from _fifos import FifoReader
+
+    reader = FifoReader(tmp_path / "fifo", paused=True)
+    file = nonblock.BackgroundHddFile(tmp_path / "fifo", mode, queue=queue)  # a blocking descriptor
+    reader.start()
+    line = "ligne é\n" if mode == "w" else b"line\n"
+    for _ in range(40_000):  # several times what the pipe holds
+        file.write(line)
+    file.flush()
+    with open(tmp_path / "other", "wb") as other:
+        assert bgwrite(other, b"unrelated", queue=queue).result(timeout=30) == 9
+    file.close()
+    assert not file.finished
+    expected = (line.encode() if mode == "w" else line) * 40_000
+    assert reader.finish() == expected
+    assert file.wait(60)
