@@ -18,13 +18,6 @@ from nonblock.BackgroundRead import BackgroundReadData as OldPathReadData
 from nonblock.BackgroundRead import bgread as old_path_bgread
 
 
-@pytest.fixture
-def queue():
-    queue = HddQueue(name="bgread")
-    yield queue
-    queue.shutdown()
-
-
 def slow_writer(chunks: List[bytes]) -> subprocess.Popen[bytes]:
     """A process writing *chunks* to its stdout, flushing each, one per line read on its stdin."""
     script = textwrap.dedent("""

@@ -10,19 +10,12 @@ import os
 import subprocess
 import sys
 import textwrap
-from typing import Iterator, List
+from typing import List
 
 import pytest
 
 import nonblock
-from nonblock import BackgroundIOPriority, HddQueue, bgwrite, bgwrite_chunk, chunk_data
-
-
-@pytest.fixture
-def queue() -> Iterator[HddQueue]:
-    queue = HddQueue(name="compat")
-    yield queue
-    queue.shutdown()
+from nonblock import BackgroundIOPriority, bgwrite, bgwrite_chunk, chunk_data
 
 
 class RecordingStream(io.RawIOBase):

@@ -11,7 +11,7 @@ import asyncio
 import io
 import os
 import threading
-from typing import Any, Iterator, List
+from typing import Any, List
 
 import pytest
 from _streams import FlakyFile, held_pipe
@@ -25,14 +25,6 @@ from nonblock import (
     bgwrite_chunk,
     clear_stream_error,
 )
-
-
-@pytest.fixture
-def queue() -> Iterator[HddQueue]:
-    queue = HddQueue(name="reliability")
-    yield queue
-    queue.shutdown()
-
 
 # -- a stream whose write() returns a bad count -------------------------------------------------
 
