@@ -34,7 +34,7 @@ import weakref
 from typing import Any, Callable, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
 from nonblock.background import FunctionJob
-from nonblock.hddq import PredecessorFailed, Step, Task
+from nonblock.engine import PredecessorFailed, Step, Task
 from nonblock.streamjob import MAX_EMPTY_WRITES, blocking_pipe, fileno_or_none
 
 __all__ = ["ChannelCall", "FileChannel", "WriteJob"]

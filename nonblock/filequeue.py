@@ -1,7 +1,8 @@
 """The file operations of :mod:`nonblock.fileops`, put on the HDD queue.
 
-:func:`install` makes, from the operation table, the ``HddQueue`` methods and
-the module functions of :mod:`nonblock.hddq` (mhddq's API), so that each is
+:class:`FileOperations` is the engine with a method per operation (each one
+row of the table read by its class body), and the makers at the bottom give
+:mod:`nonblock.hddq` its module functions (mhddq's API): each kind of call is
 written once, here, for all operations.
 """
 
@@ -14,8 +15,8 @@ import weakref
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from nonblock import fileops
+from nonblock.engine import Engine, QueueShutdown, Step, Task
 from nonblock.fileops import Operation, OpListEntry
-from nonblock.hddq import HddQueue, QueueShutdown, Step, Task, default_queue
 
 logger = logging.getLogger("nonblock")
 
@@ -176,7 +177,7 @@ class BatchJob(OpListJob):
 class _Batcher:
     """The open batch of one queue's module-function calls."""
 
-    def __init__(self, queue: HddQueue) -> None:
+    def __init__(self, queue: Engine) -> None:
         self.queue = queue
         self.lock = threading.Lock()
         self.open: Optional[_Batch] = None
@@ -185,7 +186,7 @@ class _Batcher:
         """Queue *entry*: True once queued, False after shutdown."""
         queue = self.queue
         with self.lock:
-            if queue._shutdown_requested:
+            if not queue.accepting:
                 return False
             batch = self.open
             if (batch is not None and not batch.sealed and queue.last_submitted is batch.task
@@ -202,7 +203,7 @@ class _Batcher:
             return True
 
 
-_batchers: weakref.WeakKeyDictionary[HddQueue, _Batcher] = weakref.WeakKeyDictionary()
+_batchers: weakref.WeakKeyDictionary[Engine, _Batcher] = weakref.WeakKeyDictionary()
 _batchers_lock = threading.Lock()
 _last_batcher: Optional[_Batcher] = None
 
@@ -219,7 +220,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_batchers_after_fork)
 
 
-def _batcher_of(queue: HddQueue) -> _Batcher:
+def _batcher_of(queue: Engine) -> _Batcher:
     global _last_batcher
     last = _last_batcher  # nearly every call is for the same (default) queue
     if last is not None and last.queue is queue:
@@ -232,39 +233,7 @@ def _batcher_of(queue: HddQueue) -> _Batcher:
     return batcher
 
 
-# -- making the API from the table -------------------------------------------------------------
-
-
-def _queue_method(operation: Operation) -> Callable[..., Task[Any]]:
-    def method(self: HddQueue, callback: Any = None, *args: Any, **kwargs: Any) -> Task[Any]:
-        params = operation.bind(callback, args, kwargs)
-        job = OperationJob(OpListEntry(operation, params))
-        return self.submit_job(job, _reporting_task(operation, params))
-
-    method.__name__ = method.__qualname__ = operation.name
-    method.__doc__ = (f"Queue {operation.name}{_signature(operation)}; return its task, whose result "
-                      f"is the operation's output.  *callback* gets mhddq's report dict.")
-    return method
-
-
-def _module_function(operation: Operation) -> Callable[..., bool]:
-    def function(callback: Any = None, *args: Any, **kwargs: Any) -> bool:
-        return _batcher_of(default_queue()).add(operation.entry(callback, args, kwargs))
-
-    function.__name__ = function.__qualname__ = operation.name
-    function.__doc__ = (f"Queue {operation.name}{_signature(operation)} on the default queue: True "
-                        f"once queued, False after shutdown (mhddq's contract).")
-    return function
-
-
-def _oplist_function(operation: Operation) -> Callable[..., None]:
-    def add(oplist: List[Any], callback: Any = None, *args: Any, **kwargs: Any) -> None:
-        fileops.require_oplist("oplist", oplist)
-        oplist.append(OpListEntry(operation, operation.bind(callback, args, kwargs)))
-
-    add.__name__ = add.__qualname__ = "oplist_" + operation.name
-    add.__doc__ = f"Add {operation.name}{_signature(operation)} to *oplist*."
-    return add
+# -- the API, from the table ------------------------------------------------------------------
 
 
 def _signature(operation: Operation) -> str:
@@ -272,35 +241,74 @@ def _signature(operation: Operation) -> str:
     return "(" + ", ".join(names) + ")"
 
 
-def enqueue_oplist_on(queue: HddQueue, oplist: List[Any]) -> Task[Any]:
-    """Queue *oplist* as one turn at the disk; its task's result is the list of reports."""
-    job = OpListJob(snapshot_oplist(oplist))
-    return queue.submit_job(job, Task(on_success=job.deliver))
+def _queue_method(name: str) -> Callable[..., Task[Any]]:
+    operation = fileops.OPERATIONS[name]
+
+    def method(self: Engine, callback: Any = None, *args: Any, **kwargs: Any) -> Task[Any]:
+        params = operation.bind(callback, args, kwargs)
+        job = OperationJob(OpListEntry(operation, params))
+        return self.submit_job(job, _reporting_task(operation, params))
+
+    method.__name__ = name
+    method.__qualname__ = f"FileOperations.{name}"
+    method.__doc__ = (f"Queue {name}{_signature(operation)}; return its task, whose result "
+                      f"is the operation's output.  *callback* gets mhddq's report dict.")
+    return method
 
 
-def _module_enqueue_oplist(oplist: List[Any]) -> bool:
-    """Queue *oplist* on the default queue: True once queued, False after shutdown."""
-    try:
-        enqueue_oplist_on(default_queue(), oplist)
-    except QueueShutdown:
-        return False
-    return True
+class FileOperations(Engine):
+    """The engine with mhddq's queue methods: one per file operation, plus :meth:`enqueue_oplist`.
 
-
-def install(queue_class: type, namespace: Dict[str, Any]) -> List[str]:
-    """Add the operation methods to *queue_class* and mhddq's functions to *namespace*.
-
-    Returns the names added to *namespace*.
+    Each method checks its arguments at the call, queues the operation and
+    returns its :class:`~nonblock.engine.Task`, whose result is the operation's
+    output; *callback*, if given, gets mhddq's report dict on the callback thread.
     """
-    added = []
-    for operation in fileops.OPERATIONS.values():
-        setattr(queue_class, operation.name, _queue_method(operation))
-        namespace[operation.name] = _module_function(operation)
-        namespace["oplist_" + operation.name] = _oplist_function(operation)
-        added += [operation.name, "oplist_" + operation.name]
-    queue_class.enqueue_oplist = enqueue_oplist_on  # type: ignore[attr-defined]
-    namespace["enqueue_oplist"] = _module_enqueue_oplist
-    for name in ("create_empty_oplist", "clear_oplist", "embed_oplist"):
-        namespace[name] = getattr(fileops, name)
-    added += ["enqueue_oplist", "create_empty_oplist", "clear_oplist", "embed_oplist"]
-    return added
+
+    directory_exists = _queue_method("directory_exists")
+    directory_create = _queue_method("directory_create")
+    directory_delete = _queue_method("directory_delete")
+    directory_rename = _queue_method("directory_rename")
+    directory_move = _queue_method("directory_move")
+    directory_copy = _queue_method("directory_copy")
+    directory_contents = _queue_method("directory_contents")
+    file_exists = _queue_method("file_exists")
+    file_create = _queue_method("file_create")
+    file_delete = _queue_method("file_delete")
+    file_rename = _queue_method("file_rename")
+    file_move = _queue_method("file_move")
+    file_copy = _queue_method("file_copy")
+    file_read = _queue_method("file_read")
+    file_write = _queue_method("file_write")
+    file_append = _queue_method("file_append")
+    file_stat = _queue_method("file_stat")
+
+    def enqueue_oplist(self, oplist: List[Any]) -> Task[Any]:
+        """Queue *oplist* as one turn at the disk; its task's result is the list of reports."""
+        job = OpListJob(snapshot_oplist(oplist))
+        return self.submit_job(job, Task(on_success=job.deliver))
+
+
+def module_function(name: str, queue_of_process: Callable[[], Engine]) -> Callable[..., bool]:
+    """mhddq's module function for the operation *name*, on the queue *queue_of_process()* gives."""
+    operation = fileops.OPERATIONS[name]
+
+    def function(callback: Any = None, *args: Any, **kwargs: Any) -> bool:
+        return _batcher_of(queue_of_process()).add(operation.entry(callback, args, kwargs))
+
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = (f"Queue {name}{_signature(operation)} on the default queue: True "
+                        f"once queued, False after shutdown (mhddq's contract).")
+    return function
+
+
+def oplist_function(name: str) -> Callable[..., None]:
+    """mhddq's ``oplist_<name>``: add the operation to an oplist."""
+    operation = fileops.OPERATIONS[name]
+
+    def add(oplist: List[Any], callback: Any = None, *args: Any, **kwargs: Any) -> None:
+        fileops.require_oplist("oplist", oplist)
+        oplist.append(OpListEntry(operation, operation.bind(callback, args, kwargs)))
+
+    add.__name__ = add.__qualname__ = "oplist_" + name
+    add.__doc__ = f"Add {name}{_signature(operation)} to *oplist*."
+    return add

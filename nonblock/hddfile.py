@@ -54,8 +54,9 @@ from typing import Any, Callable, Iterable, List, Optional, Tuple, Union, cast
 
 from nonblock import _checks
 from nonblock.background import FunctionJob
+from nonblock.engine import Engine, QueueShutdown, Task, prepare_before_stop
 from nonblock.filechannel import ChannelCall, FileChannel, Piece, WriteJob
-from nonblock.hddq import HddQueue, QueueShutdown, Task, default_queue, prepare_before_stop
+from nonblock.hddq import HddQueue, default_queue
 from nonblock.priority import DEFAULT_IO_PRIORITY, BackgroundIOPriority, resolve_priority
 
 __all__ = [
@@ -753,7 +754,7 @@ def _owned_bytes(data: Any) -> bytes:
 # -- exit and fork ----------------------------------------------------------------------
 
 
-def _prepare_files_for_stop(final: bool, queue: Optional[HddQueue]) -> None:
+def _prepare_files_for_stop(final: bool, queue: Optional[Engine]) -> None:
     """Hand gathered writes to the queue that stops (None: all); at exit's last moment, close too."""
     for file in list(_live_files):
         if queue is not None and file._queue is not queue:

@@ -1,67 +1,41 @@
-"""The HDD IO queue: two IO threads that take turns at the disk, one callback thread.
+"""mhddq's module, on nonblock's engine: the HDD queue, its file operations and the default queue.
 
-Everything nonblock writes goes through an :class:`HddQueue`.  A caller submits a
-*job* (something that knows how to do its IO one step at a time) and gets back a
-:class:`Task`, a :class:`concurrent.futures.Future` that also carries
-thread_manager's execution states and callbacks.  The caller never waits.
+Code written for mhddq runs after changing only its import::
 
-How the work moves:
+    from nonblock import hddq as mhddq
 
-* A job is cut into *ops*: one turn at the disk each (one chunk written and
-  flushed, one file operation, ...).  Ready tasks wait in a round-robin deque, so a
-  small write queued behind a huge one waits for one chunk of it, not all of it.
-* Each IO thread takes the next ready task, lets the job prepare its op (slicing,
-  encoding) *without* the disk token, then takes the token, does the IO, gives the
-  token back and does the bookkeeping.  So one op touches the disk at a time while
-  the sister thread prepares the next one.
-* Before an op, a job may take along the tasks waiting right behind it in its
-  lane (see :class:`Job`): many small writes to one stream then cost one op,
-  one write and one flush.
-* A job that wants to slow down (bandwidth throttling) goes into a timer heap; a
-  job whose stream said EAGAIN waits in ``poll()`` for writability.  Neither holds
-  the disk token, and a throttled job does not hold an IO thread either.
-* When a job ends, its task's successors are released at once (lane order and
-  ``after=`` dependencies), and the outcome goes to the callback thread, which
-  runs the user callbacks and then completes the Future; a task with no
-  callbacks is completed by the IO thread itself when that keeps the order.
-  IO threads never run user code, so a slow or re-entrant callback cannot
-  stall the disk.
+    mhddq.file_write(on_written, "state.json", text)      # True once queued
+    oplist = mhddq.create_empty_oplist()
+    mhddq.oplist_file_copy(oplist, None, "a.db", "b.db")
+    mhddq.enqueue_oplist(oplist)
 
-The module also owns the per-process default queue, its drain at interpreter
-exit and its reset in a forked child.
+Each module function queues its operation on the process's default queue and
+returns True (False once the queue is shut down); the callback receives
+mhddq's report dict on the callback thread.  An :class:`HddQueue` has the same
+operations as methods that return a :class:`Task` instead.  The work itself is
+done by :mod:`nonblock.engine` (the scheduler) and :mod:`nonblock.fileops`
+(the operations); this module only names them, as ``BackgroundWrite.py``
+names python-nonblock's API.
 """
 
 from __future__ import annotations
 
-import atexit
-import collections
-import concurrent.futures
-import heapq
-import itertools
-import logging
 import os
-import queue
-import select
 import threading
-import time
-import traceback
-import weakref
-from typing import (
-    Any,
-    Callable,
-    Deque,
-    Dict,
-    Hashable,
-    Iterable,
-    List,
-    Optional,
-    Protocol,
-    Sequence,
-    Tuple,
-)
+from typing import Optional
 
-from nonblock import _checks
-from nonblock.task import _CREATED, PENDING, ExecutionState, Task, claim_as_carried, end_io_in_order
+from nonblock.engine import (
+    ExecutionState,
+    Job,
+    PredecessorFailed,
+    QueueShutdown,
+    Step,
+    Task,
+    checked_predecessors,
+    prepare_before_stop,
+)
+from nonblock.fileops import clear_oplist, create_empty_oplist, embed_oplist
+from nonblock.filequeue import FileOperations, module_function, oplist_function
 
 __all__ = [
     "ExecutionState",
@@ -71,944 +45,51 @@ __all__ = [
     "QueueShutdown",
     "Step",
     "Task",
+    "checked_predecessors",
+    "clear_oplist",
+    "create_empty_oplist",
     "default_queue",
+    "embed_oplist",
+    "enqueue_oplist",
     "is_shutdown",
     "prepare_before_stop",
     "shutdown",
+    # the operations, and their oplist twins
+    "directory_exists", "directory_create", "directory_delete", "directory_rename", "directory_move",
+    "directory_copy", "directory_contents", "file_exists", "file_create", "file_delete", "file_rename",
+    "file_move", "file_copy", "file_read", "file_write", "file_append", "file_stat",
+    "oplist_directory_exists", "oplist_directory_create", "oplist_directory_delete",
+    "oplist_directory_rename", "oplist_directory_move", "oplist_directory_copy",
+    "oplist_directory_contents", "oplist_file_exists", "oplist_file_create", "oplist_file_delete",
+    "oplist_file_rename", "oplist_file_move", "oplist_file_copy", "oplist_file_read",
+    "oplist_file_write", "oplist_file_append", "oplist_file_stat",
 ]
 
-logger = logging.getLogger("nonblock")
 
-
-class QueueShutdown(RuntimeError):
-    """Raised when work is submitted to a queue that has been shut down."""
-
-
-class PredecessorFailed(RuntimeError):
-    """A task did not run because a task it was chained after failed.
-
-    The predecessor's exception is this exception's ``__cause__``.
-    """
-
-
-class Step:
-    """What a job asks the queue for after one op.
-
-    Use the constructors: :meth:`more`, :meth:`sleep`, :meth:`wait_writable`,
-    :meth:`wait_readable`, :meth:`done`.
-    """
-
-    __slots__ = ("kind", "value")
-
-    MORE = 0
-    SLEEP = 1
-    WAIT_WRITABLE = 2
-    DONE = 3
-    WAIT_READABLE = 4
-
-    def __init__(self, kind: int, value: Any = None) -> None:
-        self.kind = kind
-        self.value = value
-
-    @classmethod
-    def more(cls) -> Step:
-        """Another op is ready now; queue it behind the other ready tasks."""
-        return _STEP_MORE
-
-    @classmethod
-    def sleep(cls, seconds: float) -> Step:
-        """Run the next op no sooner than *seconds* from now (throttling)."""
-        return cls(cls.SLEEP, seconds)
-
-    @classmethod
-    def wait_writable(cls, fileno: Optional[int]) -> Step:
-        """Run the next op once the descriptor *fileno* is writable."""
-        return cls(cls.WAIT_WRITABLE, fileno)
-
-    @classmethod
-    def wait_readable(cls, fileno: Optional[int]) -> Step:
-        """Run the next op once the descriptor *fileno* has data (or its end) to read."""
-        return cls(cls.WAIT_READABLE, fileno)
-
-    @classmethod
-    def done(cls, result: Any = None) -> Step:
-        """The job is complete; *result* becomes the task's result."""
-        return cls(cls.DONE, result)
-
-
-_STEP_MORE = Step(Step.MORE)
-
-
-def checked_predecessors(task: Task[Any], after: Iterable[Optional[Task[Any]]]) -> List[Task[Any]]:
-    """The tasks in *after*, or a clear error before anything is queued."""
-    predecessors = []
-    for predecessor in after:
-        if predecessor is None:
-            continue
-        if not isinstance(predecessor, Task):
-            raise TypeError(f"after must hold nonblock Tasks or None, not {predecessor!r}")
-        if predecessor is task:
-            raise ValueError("a task cannot run after itself")
-        if predecessor._queue is None:
-            # Nothing would ever end it: the task would wait forever, and so would the exit.
-            raise ValueError(f"after holds a task that was never submitted (start it first): {predecessor!r}")
-        predecessors.append(predecessor)
-    return predecessors
-
-
-def _check_step(step: Any) -> None:
-    """TypeError for a step the queue cannot follow, so that it fails its task, not a thread."""
-    if not isinstance(step, Step):
-        raise TypeError(f"a job's perform() must return a Step, not {step!r}")
-    if step.kind == Step.SLEEP:
-        if isinstance(step.value, bool) or not isinstance(step.value, (int, float)) or not step.value >= 0:
-            raise TypeError(f"Step.sleep needs a number of seconds >= 0, not {step.value!r}")
-    elif step.kind in (Step.WAIT_WRITABLE, Step.WAIT_READABLE):
-        if step.value is not None and (isinstance(step.value, bool) or not isinstance(step.value, int)):
-            raise TypeError(f"Step.wait_writable/wait_readable need a descriptor or None, not {step.value!r}")
-    elif step.kind not in (Step.MORE, Step.DONE):
-        raise TypeError(f"unknown step kind {step.kind!r}")
-
-
-class Job(Protocol):
-    """The work behind a task, done one op at a time by the IO threads.
-
-    ``prepare()`` runs on an IO thread without the disk token: slicing,
-    encoding, anything that does not touch the device.  It may run more than
-    once before the op (if the disk was busy, the task waits for the next turn
-    already prepared), so it must do nothing when the op is prepared already.  ``perform(task)`` runs
-    holding the disk token and returns a :class:`Step`; an exception it raises
-    fails the task.  ``abandon(cause)`` runs, holding the token, instead of the
-    job when a task it was chained after failed: it cleans up (closing a stream
-    it owns, say) and returns the exception to record, or None for the default
-    :class:`PredecessorFailed`.
-
-    A job may also offer ``take_along(tasks) -> int``: before an op, the queue
-    offers it the tasks waiting next in its lane (free of any other wait, not
-    cancelled), in order, and the job says how many of the first ones it takes.
-    A task it takes is *carried*: it leaves the lane, can no longer be
-    cancelled, and its work is done by this job's ops.  Carried tasks share
-    the fate of the task that carries them: when it ends, the queue asks
-    ``rider_results(error)`` (*error* is that task's, or None) for their
-    results, in order, and ends them right after it: each with its result, or
-    all with *error*.  That is how many small writes to one stream become one op.
-    """
-
-    def prepare(self) -> None: ...
-
-    def perform(self, task: Task[Any]) -> Step: ...
-
-    def abandon(self, cause: BaseException) -> Optional[BaseException]: ...
-
-
-_STOP = object()
-
-
-def _default_max_pending_bytes() -> int:
-    """A quarter of the machine's memory, and at least 1 GiB."""
-    try:
-        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        physical = 0
-    return max(1 << 30, physical // 4)
-
-
-DEFAULT_MAX_PENDING_BYTES = _default_max_pending_bytes()
-_RIDERS_OFFERED_AT_ONCE = 256
-_LONG_OP_SECONDS = 0.0005
-_EAGAIN_BACKOFF = 0.001  # for a stream that said EAGAIN but has no descriptor to poll
-
-_live_queues: weakref.WeakSet[HddQueue] = weakref.WeakSet()
-_exit_hook_registered = False
-_registry_lock = threading.RLock()  # re-entrant: a signal handler may ask for the default queue
-
-
-class HddQueue:
+class HddQueue(FileOperations):
     """A disk queue: two IO threads sharing one disk token, one callback thread.
 
     Threads start on the first submission, never at construction.  Use
     :func:`default_queue` for the queue shared by the whole process; make your
-    own only to isolate work (a test, a separate device).
+    own only to isolate work (a test, a separate device).  Besides the engine's
+    ``submit_job``, ``wait_idle`` and ``shutdown``, it has a method per mhddq
+    file operation (``queue.file_write(callback, path, data)``), each returning
+    the operation's :class:`Task`.
     """
 
-    def __init__(self, name: str = "nonblock", *, max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES) -> None:
-        self.name = name
-        self._max_pending = _checks.positive_int("max_pending_bytes", max_pending_bytes)
-        self._reset()
-        _live_queues.add(self)
 
-    @property
-    def max_pending_bytes(self) -> int:
-        """The most that pending work may weigh at once.
-
-        A quarter of the machine's memory, at least 1 GiB, unless set.
-
-        A bgwrite weighs its payload's size.  Past the bound, a submission waits
-        for the disk (bgwrite's *timeout*); one that weighs more than the whole
-        bound goes alone, when nothing else is pending, so it never waits forever.
-        """
-        return self._max_pending
-
-    @max_pending_bytes.setter
-    def max_pending_bytes(self, value: int) -> None:
-        checked = _checks.positive_int("max_pending_bytes", value)
-        with self._lock:
-            self._max_pending = checked
-            self._room.notify_all()
-
-    @property
-    def pending_bytes(self) -> int:
-        """What the pending work weighs now (the payload bytes of queued bgwrites)."""
-        return self._weight_held
-
-    def owns_current_thread(self) -> bool:
-        """True on one of this queue's own threads (an IO thread or the callback thread).
-
-        Such a thread must never wait for the queue's work: that work may need it.
-        """
-        return threading.current_thread() in self._threads
-
-    def _reset(self) -> None:
-        # Re-entrant only so that a GC finalizer or a signal handler that submits
-        # work on a thread inside the queue does not wait for itself; such a
-        # submission goes through _inbox instead (see _submit).
-        self._lock = threading.RLock()
-        self._inbox: queue.SimpleQueue[Tuple[Job, Task[Any], Optional[Hashable], Sequence[Task[Any]]]] = (
-            queue.SimpleQueue()
-        )
-        self._work_ready = threading.Condition(self._lock)
-        # What pending work weighs (bgwrite payloads), bounded by max_pending_bytes:
-        # submitters wait on _room; every end of IO gives its tasks' weight back.
-        self._room = threading.Condition(self._lock)
-        self._room_waiters = 0
-        self._weight_held = 0
-        self._drained = threading.Condition(self._lock)
-        # The right to touch the disk.  A thread that finds it taken does not
-        # queue for it (a hand-over per op costs a thread switch, which dwarfs a
-        # small write); it puts its prepared task back at the head of the ready
-        # deque, where the holder takes it next.  Fairness lives in the deque.
-        self._disk_token = threading.Lock()
-        self._ready: Deque[Task[Any]] = collections.deque()
-        self._timers: List[Tuple[float, int, Task[Any]]] = []
-        # (descriptor, poll events, task): tasks waiting in poll() to write or read.
-        self._fd_waiters: List[Tuple[int, int, Task[Any]]] = []
-        # Tasks that must not hold up a drain or the exit (a bgread of a pipe that
-        # may never end): not counted in _accepted or _io_pending.
-        self._daemon_tasks: set[Task[Any]] = set()
-        self._lanes: Dict[Hashable, Deque[Task[Any]]] = {}
-        self._tiebreak = itertools.count()
-        self._accepted: set[Task[Any]] = set()
-        self._io_pending = 0
-        self._shutdown_requested = False
-        self._threads: List[threading.Thread] = []
-        self._completions: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._poller_active = False
-        self._idle_io_threads = 0  # waiting on _work_ready, so worth a notify()
-        self._busy_io_threads = 0  # between taking a task and asking for the next
-        self._ops_are_long = False  # the last op held the disk long enough to prepare beside it
-        self._undelivered = 0  # completions handed to the callback thread, not yet delivered
-        self._wake_fds: Optional[Tuple[int, int]] = None
-        # The most recent submission: work may join a task that is still the
-        # last one queued (and not started) without changing the queue's order.
-        self.last_submitted: Optional[Task[Any]] = None
-
-    # -- submitting ---------------------------------------------------------------
-
-    def submit_job(
-        self,
-        job: Job,
-        task: Optional[Task[Any]] = None,
-        *,
-        lane: Optional[Hashable] = None,
-        after: Iterable[Optional[Task[Any]]] = (),
-    ) -> Task[Any]:
-        """Queue *job* and return its task (a new :class:`Task` unless one is given).
-
-        Tasks with the same *lane* (a stream, say) run one after another in
-        submission order, never interleaved.  A task does not start before every
-        task in *after* has finished its IO; if one of them failed, the job is
-        abandoned and the task fails with :class:`PredecessorFailed`.
-
-        Raises :class:`QueueShutdown` once :meth:`shutdown` has been called.
-        """
-        if task is None:
-            task = Task()
-        return self._submit(job, task, lane, checked_predecessors(task, after) if after else ())
-
-    def _submit(
-        self, job: Job, task: Task[Any], lane: Optional[Hashable], predecessors: Sequence[Task[Any]],
-        weight: int = 0, timeout: Optional[float] = None,
-    ) -> Task[Any]:
-        """submit_job() once its arguments are checked; all positional, for the callers of small writes.
-
-        *weight* (a payload's size) counts against max_pending_bytes until the
-        task's IO ends; past the bound this waits up to *timeout* seconds, then
-        raises TimeoutError having queued nothing.
-        """
-        lock = self._lock
-        if lock._is_owned():  # type: ignore[attr-defined]
-            # This thread is inside the queue already: a GC finalizer or a signal
-            # handler interrupted it there.  The structures may be half-way through
-            # a change, so the submission waits in a lock-free inbox for an IO thread.
-            task._weight = weight
-            return self._defer(job, task, lane, predecessors)
-        with lock:
-            self._refuse_unless_accepting(task)
-            if not self._threads:
-                self._start_threads()  # before accepting: if it fails, nothing is queued
-            if weight:
-                held = self._weight_held
-                if held and held + weight > self._max_pending and not self.owns_current_thread():
-                    self._wait_for_room(weight, timeout)
-                    self._refuse_unless_accepting(task)  # shut down meanwhile?
-                self._weight_held += weight
-                task._weight = weight
-            self._accept(job, task, lane, predecessors)
-        if predecessors:
-            self._hook_predecessors(task, predecessors)
-        return task
-
-    def _wait_for_room(self, weight: int, timeout: Optional[float]) -> None:
-        """Wait, with the lock held, until *weight* more fits under max_pending_bytes."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        self._room_waiters += 1
-        try:
-            while self._weight_held and self._weight_held + weight > self._max_pending:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise TimeoutError(
-                        f"no room for {weight} more bytes within timeout={timeout!r}: pending work "
-                        f"holds {self._weight_held} (max_pending_bytes={self._max_pending})"
-                    )
-                self._room.wait(remaining)
-        finally:
-            self._room_waiters -= 1
-
-    def _refuse_unless_accepting(self, task: Task[Any]) -> None:
-        if self._shutdown_requested:
-            raise QueueShutdown(f"the HDD queue {self.name!r} has been shut down")
-        if task._queue is not None:
-            raise RuntimeError(f"{task!r} has already been submitted")
-
-    def _accept(
-        self, job: Job, task: Task[Any], lane: Optional[Hashable], predecessors: Sequence[Task[Any]]
-    ) -> None:
-        """Put a submitted task in its place; called with the lock held."""
-        task._queue = self
-        task._job = job
-        task._lane = lane
-        # With predecessors, one more gate for the submission itself, opened by
-        # _hook_predecessors once every predecessor hook is in place, so that no
-        # hook can start the task too early.
-        gates = 1 + len(predecessors) if predecessors else 0
-        if lane is not None:
-            waiting = self._lanes.get(lane)
-            if waiting is None:
-                self._lanes[lane] = collections.deque()
-            else:
-                waiting.append(task)
-                gates += 1
-        task._gates = gates
-        self._accepted.add(task)
-        self.last_submitted = task
-        self._io_pending += 1
-        if not gates:
-            self._make_ready(task)
-
-    def _hook_predecessors(self, task: Task[Any], predecessors: Sequence[Task[Any]]) -> None:
-        for predecessor in predecessors:
-            predecessor._when_io_done(self._predecessor_done_hook(task))
-        self._open_gate(task)
-
-    def _defer(
-        self, job: Job, task: Task[Any], lane: Optional[Hashable], predecessors: Sequence[Task[Any]]
-    ) -> Task[Any]:
-        """Submit from inside the queue (this thread holds its lock): through the inbox."""
-        self._refuse_unless_accepting(task)
-        task._queue = self  # taken: a second submission is refused
-        self._inbox.put((job, task, lane, predecessors))  # SimpleQueue.put is safe here, by design
-        self._work_ready.notify()  # allowed: this thread holds the lock
-        if self._poller_active:
-            self._wake_poller()
-        return task
-
-    def _take_in_deferred(self) -> None:
-        """Accept what was submitted from inside the queue; called by an IO thread holding the lock."""
-        inbox = self._inbox
-        while not inbox.empty():
-            job, task, lane, predecessors = inbox.get()
-            self._weight_held += task._weight  # never waited for: a finalizer or handler must not wait
-            self._accept(job, task, lane, predecessors)
-            if predecessors:
-                self._hook_predecessors(task, predecessors)  # takes the (re-entrant) lock again
-
-    def submit_daemon_job(self, job: Job, task: Optional[Task[Any]] = None) -> Task[Any]:
-        """Queue *job* as a daemon: it never holds up :meth:`wait_idle`, :meth:`shutdown` or the exit.
-
-        For work that may wait forever on something outside the program, such as
-        reading a pipe whose writer never closes it.  A daemon task has no lane
-        and no predecessors.  When the queue stops, a daemon task that is still
-        waiting is abandoned (its job cleans up) and fails with
-        :class:`QueueShutdown`.
-        """
-        if task is None:
-            task = Task()
-        with self._lock:
-            if self._shutdown_requested:
-                raise QueueShutdown(f"the HDD queue {self.name!r} has been shut down")
-            if task._queue is not None:
-                raise RuntimeError(f"{task!r} has already been submitted")
-            if not self._threads:
-                self._start_threads()
-            task._queue = self
-            task._job = job
-            self._daemon_tasks.add(task)
-            self._make_ready(task)
-        return task
-
-    def _predecessor_done_hook(self, task: Task[Any]) -> Callable[[Task[Any]], None]:
-        def predecessor_done(predecessor: Task[Any]) -> None:
-            failure = predecessor._io_exception
-            if failure is not None and task._abandon_cause is None:
-                task._abandon_cause = failure
-            self._open_gate(task)
-
-        return predecessor_done
-
-    def _open_gate(self, task: Task[Any]) -> None:
-        with self._lock:
-            task._gates -= 1
-            if task._gates == 0:
-                self._make_ready(task)
-
-    def _make_ready(self, task: Task[Any], *, taken_next_by_caller: bool = False) -> None:
-        # Called with the lock held.
-        was_empty = not self._ready
-        self._ready.append(task)
-        if taken_next_by_caller:
-            # An IO thread releasing its lane's next task goes straight back for
-            # work; waking the sister for it would only add a thread switch.
-            return
-        # A working IO thread takes this itself once its op is done; waking the
-        # sister to prepare it meanwhile pays only when ops are long (big chunks).
-        # For small ops it is all cost: GIL contention and thread switches.
-        if self._busy_io_threads and not self._ops_are_long:
-            return
-        # Ready work already waiting means a thread is awake for it or has been
-        # woken (and takes everything before it sleeps again).  A second wake-up
-        # would rouse the sister too; in a VM each costs the caller tens of µs.
-        if not was_empty and not self._ops_are_long:
-            return
-        if self._idle_io_threads:
-            self._work_ready.notify()
-        if self._poller_active:
-            self._wake_poller()
-
-    # -- threads ----------------------------------------------------------------
-
-    def _start_threads(self) -> None:
-        # Called with the lock held.
-        _register_exit_hook()
-        if self._wake_fds is None:
-            self._wake_fds = _make_wake_pipe()
-        threads = [
-            threading.Thread(target=self._io_worker, name=f"{self.name}-io-{index}", daemon=True)
-            for index in range(2)
-        ]
-        threads.append(
-            threading.Thread(target=self._callback_worker, name=f"{self.name}-callbacks", daemon=True)
-        )
-        for thread in threads:
-            thread.start()
-        self._threads = threads
-
-    def _io_worker(self) -> None:
-        busy = deferred = False
-        while True:
-            task = self._next_ready_task(busy, deferred)
-            if task is None:
-                return
-            busy = True
-            deferred = not self._run_one_op(task)
-            task = None  # an idle thread holds no finished task
-
-    def _next_ready_task(self, was_busy: bool, deferred: bool) -> Optional[Task[Any]]:
-        with self._lock:
-            if was_busy:
-                self._busy_io_threads -= 1
-            if deferred and self._busy_io_threads:
-                # The token holder is at work and takes the task we put back
-                # when its op ends; wait for other work rather than spin on it.
-                self._idle_io_threads += 1
-                try:
-                    self._work_ready.wait()
-                finally:
-                    self._idle_io_threads -= 1
-            while True:
-                if not self._inbox.empty():
-                    self._take_in_deferred()
-                if self._timers:
-                    now = time.monotonic()
-                    while self._timers and self._timers[0][0] <= now:
-                        self._ready.append(heapq.heappop(self._timers)[2])
-                if self._shutdown_requested and self._io_pending == 0:
-                    # Only daemon tasks can be left: they do not keep the queue going.
-                    self._work_ready.notify_all()
-                    if self._poller_active:
-                        self._wake_poller()
-                    leftovers = self._take_waiting_daemons()
-                    if leftovers:
-                        self._lock.release()
-                        try:
-                            self._abandon_daemons(leftovers)
-                        finally:
-                            self._lock.acquire()
-                    return None
-                if self._ready:
-                    self._busy_io_threads += 1
-                    return self._ready.popleft()
-                timeout = None
-                if self._timers:
-                    timeout = max(0.0, self._timers[0][0] - time.monotonic())
-                if self._fd_waiters and not self._poller_active:
-                    self._poll_fds(timeout)
-                else:
-                    self._idle_io_threads += 1
-                    try:
-                        self._work_ready.wait(timeout)
-                    finally:
-                        self._idle_io_threads -= 1
-
-    def _poll_fds(self, timeout: Optional[float]) -> None:
-        """Wait, without the lock, for a waiting stream to become writable or readable.
-
-        Called with the lock held; only one IO thread polls at a time, and
-        :meth:`_make_ready` wakes it through the wake pipe when other work arrives.
-        """
-        assert self._wake_fds is not None
-        wake_read = self._wake_fds[0]
-        poller = select.poll()
-        poller.register(wake_read, select.POLLIN)
-        wanted: Dict[int, int] = {}
-        for fileno, events, _task in self._fd_waiters:
-            wanted[fileno] = wanted.get(fileno, 0) | events  # one registration per descriptor
-        for fileno, events in wanted.items():
-            poller.register(fileno, events)
-        self._poller_active = True
-        self._lock.release()
-        try:
-            happened = poller.poll(None if timeout is None else timeout * 1000.0)
-        finally:
-            self._lock.acquire()
-            self._poller_active = False
-        _drain_wake_pipe(wake_read)
-        ready_fds = {fileno for fileno, _mask in happened if fileno != wake_read}
-        if ready_fds:
-            # Any event on a descriptor (an error or a hang-up too) lets its task
-            # try again: its op meets the error or the end itself.
-            still_waiting = []
-            for waiter in self._fd_waiters:
-                if waiter[0] in ready_fds:
-                    self._ready.append(waiter[2])
-                else:
-                    still_waiting.append(waiter)
-            self._fd_waiters = still_waiting
-
-    def _take_waiting_daemons(self) -> List[Task[Any]]:
-        """Remove the daemon tasks waiting anywhere in the queue; called with the lock held."""
-        daemons = self._daemon_tasks
-        if not daemons:
-            return []
-        taken = [task for task in self._ready if task in daemons]
-        taken += [entry[2] for entry in self._timers if entry[2] in daemons]
-        taken += [entry[2] for entry in self._fd_waiters if entry[2] in daemons]
-        if taken:
-            self._ready = collections.deque(task for task in self._ready if task not in daemons)
-            self._timers = [entry for entry in self._timers if entry[2] not in daemons]
-            heapq.heapify(self._timers)
-            self._fd_waiters = [entry for entry in self._fd_waiters if entry[2] not in daemons]
-        return taken
-
-    def _abandon_daemons(self, tasks: List[Task[Any]]) -> None:
-        """End daemon tasks left waiting when the queue stops: their jobs clean up, they fail."""
-        for task in tasks:
-            failure = QueueShutdown(f"the HDD queue {self.name!r} stopped while this task waited")
-            job = task._job
-            if job is not None:
-                with self._disk_token:
-                    try:
-                        job.abandon(failure)
-                    except BaseException:
-                        logger.exception("cleaning up %r at shutdown failed", task)
-            self._io_finished(task, None, failure)
-
-    def _wake_poller(self) -> None:
-        if self._wake_fds is not None:
-            try:
-                os.write(self._wake_fds[1], b"\0")
-            except BlockingIOError:
-                pass  # the pipe is full, so a wake-up is pending already
-
-    def _run_one_op(self, task: Task[Any]) -> bool:
-        """Run the task's next op; False if the disk was taken and the task was put back."""
-        job = task._job
-        assert job is not None
-        try:
-            if task._execution_state is _CREATED and not task._start():
-                self._abandon_cancelled(task, job)
-                return True
-            if task._abandon_cause is not None:
-                if not self._disk_token.acquire(False):
-                    return self._put_back(task)
-                try:
-                    failure = job.abandon(task._abandon_cause)
-                finally:
-                    self._disk_token.release()
-                if failure is None:
-                    failure = PredecessorFailed("a task this one was chained after failed")
-                    failure.__cause__ = task._abandon_cause
-                self._io_finished(task, None, failure)
-                return True
-            if task._lane is not None and self._lanes.get(task._lane):
-                self._offer_riders(task, job)
-            job.prepare()
-            if not self._disk_token.acquire(False):
-                return self._put_back(task)
-            started = time.perf_counter()
-            try:
-                step = job.perform(task)
-            finally:
-                self._disk_token.release()
-            self._ops_are_long = time.perf_counter() - started > _LONG_OP_SECONDS
-            _check_step(step)
-        except BaseException as error:  # an op must never kill its thread
-            self._io_finished(task, None, error)
-            # The error keeps its traceback, and the frames under this one keep
-            # their locals (the task, its job): clear them, or a failed write
-            # would wait for the garbage collector instead of its last reference.
-            if error.__traceback__ is not None:
-                traceback.clear_frames(error.__traceback__.tb_next)
-            task = job = None  # type: ignore[assignment]
-            return True
-        self._after_op(task, step)
-        return True
-
-    def _offer_riders(self, task: Task[Any], job: Job) -> None:
-        """Offer the tasks waiting next in *task*'s lane to its job (see :class:`Job`)."""
-        take_along = getattr(job, "take_along", None)
-        if take_along is None:
-            return
-        with self._lock:
-            waiting = self._lanes.get(task._lane)
-            while waiting:
-                # Only tasks held by nothing but their place in the lane; a few
-                # at a time, so that a long lane is not walked for each op.
-                candidates = []
-                for successor in itertools.islice(waiting, _RIDERS_OFFERED_AT_ONCE):
-                    if (successor._gates != 1 or successor._abandon_cause is not None
-                            or successor._state != PENDING):
-                        break
-                    candidates.append(successor)
-                taken = take_along(candidates) if candidates else 0
-                riders = candidates[:taken]
-                for rider in riders:
-                    waiting.popleft()
-                    rider._gates = 0
-                    rider._lane = None  # its place in the lane is its carrier's
-                claim_as_carried(riders)  # under this lock, which Task.cancel() takes too
-                if riders:
-                    if task._riders is None:
-                        task._riders = riders
-                    else:
-                        task._riders.extend(riders)
-                if taken < _RIDERS_OFFERED_AT_ONCE:
-                    return
-
-    def _abandon_cancelled(self, task: Task[Any], job: Job) -> None:
-        """A task cancelled before it ran: let its job clean up (close a stream it owns)."""
-        cancelled = concurrent.futures.CancelledError()
-        self._disk_token.acquire()  # rare, and the holder never waits for us
-        try:
-            job.abandon(cancelled)
-        except BaseException:
-            logger.exception("cleaning up cancelled %r failed", task)
-        finally:
-            self._disk_token.release()
-        self._io_finished(task, None, cancelled)
-
-    def _put_back(self, task: Task[Any]) -> bool:
-        with self._lock:
-            self._ready.appendleft(task)
-        return False
-
-    def _after_op(self, task: Task[Any], step: Step) -> None:
-        """Bookkeeping after an op: where the task waits for its next one."""
-        kind = step.kind
-        if kind == Step.MORE:
-            with self._lock:
-                self._ready.append(task)
-        elif kind == Step.DONE:
-            self._io_finished(task, step.value, None)
-        elif kind == Step.SLEEP:
-            with self._lock:
-                deadline = time.monotonic() + step.value
-                heapq.heappush(self._timers, (deadline, next(self._tiebreak), task))
-        elif kind == Step.WAIT_WRITABLE or kind == Step.WAIT_READABLE:
-            with self._lock:
-                if step.value is None or step.value < 0:
-                    deadline = time.monotonic() + _EAGAIN_BACKOFF
-                    heapq.heappush(self._timers, (deadline, next(self._tiebreak), task))
-                else:
-                    events = select.POLLOUT if kind == Step.WAIT_WRITABLE else select.POLLIN
-                    self._fd_waiters.append((step.value, events, task))
-                    if self._poller_active:
-                        self._wake_poller()
-                    elif self._ready:
-                        # This thread has ready work to do first: the sister polls meanwhile.
-                        # Otherwise this thread polls itself, a thread switch cheaper.
-                        self._work_ready.notify()
-        else:
-            self._io_finished(task, None, TypeError(f"job returned an unknown step {step!r}"))
-
-    def _io_finished(
-        self, task: Task[Any], result: Any, error: Optional[BaseException]
-    ) -> None:
-        """Record the end of a task's IO, release its successors, and complete it.
-
-        A task with no callbacks at all, finishing while the callback thread has
-        nothing queued, is completed right here: no user code runs, completions
-        stay in order, and the hop to the callback thread (a thread switch per
-        write, the biggest cost of a small write) is saved.  Any other task is
-        handed to the callback thread.  Tasks the task's job carried end right
-        after it, in order, before its lane moves on.
-        """
-        # Reading _undelivered without the lock is enough to keep order: a
-        # predecessor handed to the callback thread counted itself there before
-        # this task could even start.  Once one task is handed over, the ones
-        # it carried follow it there.
-        riders = task._riders
-        if riders:
-            task._riders = None
-            members: Sequence[Task[Any]] = (task, *riders)
-            results: Sequence[Any] = (result, *task._job.rider_results(error))
-        else:
-            members, results = (task,), (result,)
-        ending = len(members)
-        completed, handed_over, hooks = end_io_in_order(members, results, error, self._undelivered == 0)
-        weight = task._weight
-        if riders:
-            weight += sum(rider._weight for rider in riders)
-        with self._lock:
-            if weight:
-                self._weight_held -= weight
-                if self._room_waiters:
-                    self._room.notify_all()
-            daemons = self._daemon_tasks
-            if daemons and task in daemons:
-                daemons.discard(task)  # never counted as pending
-                if self._shutdown_requested and not daemons and not self._accepted:
-                    self._completions.put(_STOP)
-            else:
-                self._io_pending -= ending
-            lane = task._lane
-            if lane is not None:
-                waiting = self._lanes[lane]
-                if waiting:
-                    successor = waiting.popleft()
-                    successor._gates -= 1
-                    if successor._gates == 0:
-                        self._make_ready(successor, taken_next_by_caller=True)
-                else:
-                    del self._lanes[lane]
-            if self._shutdown_requested and self._io_pending == 0:
-                self._work_ready.notify_all()
-                if self._poller_active:
-                    self._wake_poller()
-            if completed:
-                self._accepted.difference_update(completed)
-                if not self._accepted:
-                    self._drained.notify_all()
-                    if self._shutdown_requested:
-                        self._completions.put(_STOP)  # the callback thread may be waiting to stop
-            self._undelivered += len(handed_over)
-        for item in handed_over:
-            self._completions.put(item)
-        for hook, member in hooks:
-            hook(member)
-
-    def _callback_worker(self) -> None:
-        stop_requested = False
-        while True:
-            if stop_requested:
-                with self._lock:
-                    if not self._accepted and not self._daemon_tasks and not self._undelivered:
-                        return
-            item = self._completions.get()
-            if item is _STOP:
-                stop_requested = True
-                continue
-            if type(item) is _CallbackCall:
-                item.run()
-                with self._lock:
-                    self._undelivered -= 1
-                item = None
-                continue
-            task, result, error = item
-            try:
-                task._deliver(result, error)
-            except BaseException:
-                logger.exception("delivering %r failed", task)
-            finally:
-                with self._lock:
-                    self._undelivered -= 1
-                    self._accepted.discard(task)
-                    if not self._accepted:
-                        self._drained.notify_all()
-            item = task = result = error = None  # an idle thread holds no finished task
-
-    def call_on_callback_thread(self, function: Callable[..., object], *args: Any) -> None:
-        """Run ``function(*args)`` on this queue's callback thread, in order with task completions.
-
-        For a job that reports progress to user code (a bgread's ``on_data``):
-        the IO threads never run user code.  An exception it raises is logged.
-        Completions handed over later are delivered after it.
-        """
-        with self._lock:
-            self._undelivered += 1
-        self._completions.put(_CallbackCall(function, args))
-
-    # -- shutting down --------------------------------------------------------------
-
-    def shutdown(self, wait: bool = True) -> None:
-        """Refuse new work, finish everything accepted, then stop the threads.
-
-        With *wait* (the default) this returns once every accepted task has
-        completed and its callbacks have run, and the threads have exited.
-        Called from one of this queue's own threads (a callback, say), it only
-        starts the shutdown: waiting there would wait for itself.  Calling it
-        again is harmless.  Writers that gather data on the caller's side hand
-        it over first (see :func:`prepare_before_stop`).
-        """
-        if not self._shutdown_requested:
-            _run_stop_preparers(final=False, queue_=self)
-        with self._lock:
-            first_call = not self._shutdown_requested
-            self._shutdown_requested = True
-            threads = list(self._threads)
-            if first_call and threads:
-                self._work_ready.notify_all()
-                if self._poller_active:
-                    self._wake_poller()
-                self._completions.put(_STOP)
-        if not wait or not threads or threading.current_thread() in threads:
-            return
-        for thread in threads:
-            thread.join()
-        with self._lock:
-            self._close_wake_pipe()
-
-    def is_shutdown(self) -> bool:
-        """True once shutdown was asked for and everything accepted is done."""
-        with self._lock:
-            return self._shutdown_requested and not self._accepted
-
-    def wait_idle(self, timeout: Optional[float] = None) -> bool:
-        """Block until every accepted task is done (callbacks included); return whether it is."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
-            while self._accepted or not self._inbox.empty():
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._drained.wait(remaining)
-            return True
-
-    def _close_wake_pipe(self) -> None:
-        if self._wake_fds is not None:
-            for fd in self._wake_fds:
-                os.close(fd)
-            self._wake_fds = None
-
-    # -- fork -------------------------------------------------------------------
-
-    def _forget_after_fork(self) -> None:
-        """In a forked child: drop the parent's work and start over, empty.
-
-        The parent's tasks fail in the child (the parent still runs them), so a
-        child that waits on one is told at once instead of waiting forever.
-        """
-        abandoned = list(self._accepted) + list(self._daemon_tasks)
-        while not self._inbox.empty():
-            abandoned.append(self._inbox.get()[1])
-        wake_fds = self._wake_fds
-        self._reset()
-        if wake_fds is not None:
-            for fd in wake_fds:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        for task in abandoned:
-            task._forget_threads_after_fork()
-            task._job = task._riders = None  # a job may be its task itself: no cycle left behind
-            failure = RuntimeError("this task belongs to the parent process, which runs it")
-            if not task._io_done:
-                # Release whatever the child chains after it: they fail at once.
-                task._io_done = True
-                task._io_exception = failure
-                task._io_hooks = None
-            if not task.done():
-                try:
-                    task.set_exception(failure)
-                except concurrent.futures.InvalidStateError:
-                    pass
-
-    def __repr__(self) -> str:
-        return f"<HddQueue {self.name!r} pending={len(self._accepted)}>"
-
-
-class _CallbackCall:
-    """A call for the callback thread to make (see :meth:`HddQueue.call_on_callback_thread`)."""
-
-    __slots__ = ("function", "args")
-
-    def __init__(self, function: Callable[..., object], args: Tuple[Any, ...]) -> None:
-        self.function = function
-        self.args = args
-
-    def run(self) -> None:
-        try:
-            self.function(*self.args)
-        except BaseException:  # user code must not kill the callback thread
-            logger.exception("callback %r raised", self.function)
-
-
-def _make_wake_pipe() -> Tuple[int, int]:
-    read_fd, write_fd = os.pipe()
-    os.set_blocking(read_fd, False)
-    os.set_blocking(write_fd, False)
-    return read_fd, write_fd
-
-
-def _drain_wake_pipe(read_fd: int) -> None:
-    try:
-        while os.read(read_fd, 4096):
-            pass
-    except BlockingIOError:
-        pass
-
-
-# -- the default queue, exit and fork ---------------------------------------------------
+# -- the default queue ----------------------------------------------------------------------------
 
 _default_queue: Optional[HddQueue] = None
+_default_queue_lock = threading.RLock()  # re-entrant: a signal handler may ask for the default queue
 
 
 def default_queue() -> HddQueue:
-    """The process-wide queue that bgwrite and the module functions use."""
+    """The process-wide queue that bgwrite, BackgroundHddFile and the module functions use."""
     global _default_queue
     queue_ = _default_queue
     if queue_ is None:
-        with _registry_lock:
+        with _default_queue_lock:
             if _default_queue is None:
                 _default_queue = HddQueue()
             queue_ = _default_queue
@@ -1025,122 +106,60 @@ def is_shutdown() -> bool:
     return _default_queue is not None and _default_queue.is_shutdown()
 
 
-_stop_preparers: List[Callable[[bool, Optional[HddQueue]], None]] = []
-
-
-def prepare_before_stop(preparer: Callable[[bool, Optional[HddQueue]], None]) -> None:
-    """Have *preparer(final, queue)* called before a queue stops taking work.
-
-    A writer that holds data on the caller's side (a file object gathering
-    small writes, say) hands it to its queue here, so that "everything
-    accepted" includes it.  It is called by :meth:`HddQueue.shutdown` with
-    ``final=False`` and that queue, and twice at interpreter exit with
-    ``queue=None`` (every queue): with ``final=False`` when threading's exit
-    hooks run (other threads may still write), and with ``final=True`` once
-    they have been joined (the last chance: close what is open).  An
-    exception it raises is logged and the stop goes on.
-    """
-    _stop_preparers.append(preparer)
-
-
-def _run_stop_preparers(final: bool, queue_: Optional[HddQueue] = None) -> None:
-    for preparer in list(_stop_preparers):
-        try:
-            preparer(final, queue_)
-        except BaseException:
-            logger.exception("preparing %r for a stop failed", preparer)
-
-
-def _wait_all_idle() -> None:
-    """Block until no live queue has work, accepting new work meanwhile.
-
-    A callback may queue more (a write that continues a file, say), so one
-    pass is not enough: go round until every queue is idle at once.
-    """
-    _run_stop_preparers(final=False)
-    _wait_until_idle()
-
-
-def _wait_until_idle() -> None:
-    while True:
-        busy = [queue_ for queue_ in list(_live_queues) if not queue_.wait_idle(0)]
-        if not busy:
-            return
-        for queue_ in busy:
-            queue_.wait_idle()
-
-
-def _drain_all_at_exit() -> None:
-    _run_stop_preparers(final=True)
-    _wait_until_idle()
-    for queue_ in list(_live_queues):
-        queue_.shutdown(wait=True)
-
-
-def _register_exit_hook() -> None:
-    # Two moments at exit.  threading's own exit hooks run first, before the
-    # interpreter joins non-daemon threads, and they are also the only ones a
-    # multiprocessing child runs before os._exit(): there, let the work drain.
-    # atexit runs later, after the non-daemon threads have been joined (so their
-    # last writes are in) and while our daemon threads still run: there, drain
-    # again and stop the queues.
-    global _exit_hook_registered
-    if _exit_hook_registered:
-        return
-    _exit_hook_registered = True
-    atexit.register(_drain_all_at_exit)
-    try:
-        threading._register_atexit(_wait_all_idle)  # type: ignore[attr-defined]
-    except RuntimeError:
-        pass  # the interpreter is already past that moment
-
-
-# How long a fork waits for the op in progress before going ahead without it.
-_FORK_QUIESCE_SECONDS = 1.0
-_tokens_held_for_fork: List[threading.Lock] = []
-
-
-def _quiesce_before_fork() -> None:
-    """Keep the disk still across fork(): wait for the op in progress, hold every token.
-
-    A stream copied into the child in the middle of a write would carry a
-    half-written buffer (and maybe a held lock) into the child.  Not from a
-    queue's own thread (a background function that forks holds its token
-    already), and never for long: an op stuck for a second is not worth a hang.
-    """
-    for queue_ in list(_live_queues):
-        if queue_.owns_current_thread():
-            continue
-        token = queue_._disk_token
-        if token.acquire(timeout=_FORK_QUIESCE_SECONDS):
-            _tokens_held_for_fork.append(token)
-
-
-def _release_after_fork_in_parent() -> None:
-    while _tokens_held_for_fork:
-        _tokens_held_for_fork.pop().release()
-
-
-def _reset_after_fork_in_child() -> None:
-    global _default_queue, _registry_lock
-    _tokens_held_for_fork.clear()  # the child's queues get new tokens below
-    _registry_lock = threading.RLock()
-    for queue_ in list(_live_queues):
-        queue_._forget_after_fork()
+def _new_default_queue_in_child() -> None:
+    # The engine has emptied the parent's queues; the child starts a default of its own.
+    global _default_queue, _default_queue_lock
+    _default_queue_lock = threading.RLock()
     _default_queue = None
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(
-        before=_quiesce_before_fork,
-        after_in_parent=_release_after_fork_in_parent,
-        after_in_child=_reset_after_fork_in_child,
-    )
+    os.register_at_fork(after_in_child=_new_default_queue_in_child)
 
 
+def enqueue_oplist(oplist: list) -> bool:  # type: ignore[type-arg]
+    """Queue *oplist* on the default queue: True once queued, False after shutdown."""
+    try:
+        default_queue().enqueue_oplist(oplist)
+    except QueueShutdown:
+        return False
+    return True
 
-# mhddq's API (every file operation, its oplist twin, and the oplist functions),
-# made from the operation table; last, because it is built on the names above.
-from nonblock import filequeue as _filequeue  # noqa: E402
 
-__all__ += _filequeue.install(HddQueue, globals())
+# -- mhddq's module functions, one per operation, on the default queue -------------------------------
+
+directory_exists = module_function("directory_exists", default_queue)
+directory_create = module_function("directory_create", default_queue)
+directory_delete = module_function("directory_delete", default_queue)
+directory_rename = module_function("directory_rename", default_queue)
+directory_move = module_function("directory_move", default_queue)
+directory_copy = module_function("directory_copy", default_queue)
+directory_contents = module_function("directory_contents", default_queue)
+file_exists = module_function("file_exists", default_queue)
+file_create = module_function("file_create", default_queue)
+file_delete = module_function("file_delete", default_queue)
+file_rename = module_function("file_rename", default_queue)
+file_move = module_function("file_move", default_queue)
+file_copy = module_function("file_copy", default_queue)
+file_read = module_function("file_read", default_queue)
+file_write = module_function("file_write", default_queue)
+file_append = module_function("file_append", default_queue)
+file_stat = module_function("file_stat", default_queue)
+
+oplist_directory_exists = oplist_function("directory_exists")
+oplist_directory_create = oplist_function("directory_create")
+oplist_directory_delete = oplist_function("directory_delete")
+oplist_directory_rename = oplist_function("directory_rename")
+oplist_directory_move = oplist_function("directory_move")
+oplist_directory_copy = oplist_function("directory_copy")
+oplist_directory_contents = oplist_function("directory_contents")
+oplist_file_exists = oplist_function("file_exists")
+oplist_file_create = oplist_function("file_create")
+oplist_file_delete = oplist_function("file_delete")
+oplist_file_rename = oplist_function("file_rename")
+oplist_file_move = oplist_function("file_move")
+oplist_file_copy = oplist_function("file_copy")
+oplist_file_read = oplist_function("file_read")
+oplist_file_write = oplist_function("file_write")
+oplist_file_append = oplist_function("file_append")
+oplist_file_stat = oplist_function("file_stat")

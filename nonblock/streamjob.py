@@ -41,7 +41,7 @@ import time
 from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple, Union
 
 from nonblock import streamfailures
-from nonblock.hddq import PredecessorFailed, Step, Task
+from nonblock.engine import PredecessorFailed, Step, Task
 
 __all__ = [
     "MAX_EMPTY_WRITES", "Block", "BlockingPipe", "StreamWriteJob", "blocking_pipe", "fileno_or_none",

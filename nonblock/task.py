@@ -19,7 +19,7 @@ the Condition *before* it takes the lock to look at the state: a completion
 that finds no Condition knows that any later waiter will see the finished
 state, and one that finds a Condition notifies it as Future does.
 
-The engine (:mod:`nonblock.hddq`) keeps its own bookkeeping on the task; this
+The engine (:mod:`nonblock.engine`) keeps its own bookkeeping on the task; this
 module knows nothing of queues except that a waiting thread must not be one of
 the queue's own (it would wait for itself).
 """
@@ -136,7 +136,7 @@ class Task(_FutureBase[_T]):
     _execution_state: ExecutionState
     status: Any
     _io_done: bool
-    # The engine's bookkeeping (see nonblock.hddq), owned by the queue the task is submitted to.
+    # The engine's bookkeeping (see nonblock.engine), owned by the queue the task is submitted to.
     _queue: Any
     _job: Any
     _lane: Any

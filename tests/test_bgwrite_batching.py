@@ -19,7 +19,7 @@ from _jobs import CallJob
 from _streams import ShortWriteFile
 
 from nonblock import BackgroundIOPriority, HddQueue, bgwrite, bgwrite_chunk
-from nonblock.hddq import _RIDERS_OFFERED_AT_ONCE as OFFERED_AT_ONCE
+from nonblock.engine import _RIDERS_OFFERED_AT_ONCE as OFFERED_AT_ONCE
 
 # One chunk of 64 KiB per op, no throttling.
 SMALL_CHUNKS = BackgroundIOPriority(0, 65536, 100)

@@ -1,7 +1,7 @@
 """Robustness: misbehaving callbacks, jobs and callers cannot break the queue.
 
 Each case was a real bug found in review.  Should one come back, the queue it
-breaks is taken out of ``hddq._live_queues`` at the end of the test, so the
+breaks is taken out of ``engine._live_queues`` at the end of the test, so the
 interpreter's exit drain does not wait for it and hang the test session.
 """
 
@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import pytest
 
-from nonblock import hddq
+from nonblock import engine
 from nonblock.background import ThreadManager
 from nonblock.bgwrite import bgwrite
 from nonblock.hddq import HddQueue, Step, Task
@@ -55,7 +55,7 @@ def broken_queue():
     yield make
     for queue_ in queues:
         queue_.shutdown(wait=False)
-        hddq._live_queues.discard(queue_)
+        engine._live_queues.discard(queue_)
 
 
 # -- callbacks that raise SystemExit ----------------------------------------------------------------
