@@ -12,9 +12,8 @@ import io
 import os
 import threading
 import time
-from typing import Any, Iterator, List, Tuple
+from typing import Any, List, Tuple
 
-import pytest
 from _jobs import CallJob
 from _streams import ShortWriteFile
 
@@ -27,13 +26,6 @@ SMALL_CHUNKS = BackgroundIOPriority(0, 65536, 100)
 
 def pattern(size: int, seed: int) -> bytes:
     return bytes((i * 7 + seed) % 251 for i in range(size))
-
-
-@pytest.fixture
-def hq() -> Iterator[HddQueue]:
-    queue = HddQueue(name="batchq")
-    yield queue
-    queue.shutdown(wait=True)
 
 
 def hold_lane(queue: HddQueue, stream: Any) -> threading.Event:
@@ -63,11 +55,11 @@ def counting_file(tmp_path: Any, name: str) -> Tuple[Any, ShortWriteFile]:
     return tmp_path / name, raw
 
 
-def test_small_writes_waiting_on_one_stream_go_down_in_one_write_call(hq, tmp_path):
+def test_small_writes_waiting_on_one_stream_go_down_in_one_write_call(queue, tmp_path):
     path, stream = counting_file(tmp_path, "batched")
-    gate = hold_lane(hq, stream)
+    gate = hold_lane(queue, stream)
     payloads = [pattern(100 + 37 * i, seed=i) for i in range(50)]
-    writes = [bgwrite(stream, data, ioPrio=SMALL_CHUNKS, queue=hq) for data in payloads]
+    writes = [bgwrite(stream, data, ioPrio=SMALL_CHUNKS, queue=queue) for data in payloads]
     gate.set()
     assert [write.result(timeout=60) for write in writes] == [len(data) for data in payloads]
     assert [write.bytes_written for write in writes] == [len(data) for data in payloads]
@@ -77,11 +69,11 @@ def test_small_writes_waiting_on_one_stream_go_down_in_one_write_call(hq, tmp_pa
     assert path.read_bytes() == b"".join(payloads)
 
 
-def test_a_batch_never_grows_past_one_chunk(hq, tmp_path):
+def test_a_batch_never_grows_past_one_chunk(queue, tmp_path):
     path, stream = counting_file(tmp_path, "chunked")
-    gate = hold_lane(hq, stream)
+    gate = hold_lane(queue, stream)
     payloads = [pattern(3000, seed=i) for i in range(50)]  # 21 of them fill a 64 KiB chunk
-    writes = [bgwrite(stream, data, ioPrio=SMALL_CHUNKS, queue=hq) for data in payloads]
+    writes = [bgwrite(stream, data, ioPrio=SMALL_CHUNKS, queue=queue) for data in payloads]
     gate.set()
     for write in writes:
         write.result(timeout=60)
@@ -90,10 +82,10 @@ def test_a_batch_never_grows_past_one_chunk(hq, tmp_path):
     assert path.read_bytes() == b"".join(payloads)
 
 
-def test_a_failed_batch_fails_every_write_it_carried(hq):
+def test_a_failed_batch_fails_every_write_it_carried(queue):
     full = open("/dev/full", "wb")
-    gate = hold_lane(hq, full)
-    writes = [bgwrite(full, b"x" * 100, queue=hq) for _ in range(20)]
+    gate = hold_lane(queue, full)
+    writes = [bgwrite(full, b"x" * 100, queue=queue) for _ in range(20)]
     gate.set()
     errors = [write.exception(timeout=60) for write in writes]
     assert all(isinstance(error, OSError) and error.errno == 28 for error in errors)
@@ -106,10 +98,10 @@ def test_a_failed_batch_fails_every_write_it_carried(hq):
         pass  # its buffer still holds bytes /dev/full refuses
 
 
-def test_a_cancelled_write_is_left_out_of_the_batch(hq, tmp_path):
+def test_a_cancelled_write_is_left_out_of_the_batch(queue, tmp_path):
     path, stream = counting_file(tmp_path, "cancelled")
-    gate = hold_lane(hq, stream)
-    first, second, third = (bgwrite(stream, data, queue=hq) for data in (b"one ", b"two ", b"three"))
+    gate = hold_lane(queue, stream)
+    first, second, third = (bgwrite(stream, data, queue=queue) for data in (b"one ", b"two ", b"three"))
     assert second.cancel()
     gate.set()
     assert first.result(timeout=60) == 4 and third.result(timeout=60) == 5
@@ -118,15 +110,15 @@ def test_a_cancelled_write_is_left_out_of_the_batch(hq, tmp_path):
     assert path.read_bytes() == b"one three"
 
 
-def test_a_carried_write_runs_its_callbacks_and_releases_its_chain(hq, tmp_path):
+def test_a_carried_write_runs_its_callbacks_and_releases_its_chain(queue, tmp_path):
     path, stream = counting_file(tmp_path, "carried")
-    gate = hold_lane(hq, stream)
+    gate = hold_lane(queue, stream)
     seen: List[Any] = []
-    bgwrite(stream, b"head ", queue=hq)
-    carried = bgwrite(stream, b"carried", queue=hq, on_success=seen.append,
+    bgwrite(stream, b"head ", queue=queue)
+    carried = bgwrite(stream, b"carried", queue=queue, on_success=seen.append,
                       on_end=lambda task: seen.append(task.execution_state))
     with open(tmp_path / "chained", "wb") as other:
-        chained = bgwrite(other, b"after", chainAfter=carried, queue=hq)
+        chained = bgwrite(other, b"after", chainAfter=carried, queue=queue)
         gate.set()
         assert chained.result(timeout=60) == 5
     assert carried.result(timeout=60) == 7
@@ -137,26 +129,26 @@ def test_a_carried_write_runs_its_callbacks_and_releases_its_chain(hq, tmp_path)
     assert (tmp_path / "chained").read_bytes() == b"after"
 
 
-def test_text_writes_ride_together_and_count_characters(hq, tmp_path):
+def test_text_writes_ride_together_and_count_characters(queue, tmp_path):
     with open(tmp_path / "text", "w", encoding="utf-8") as stream:
-        gate = hold_lane(hq, stream)
+        gate = hold_lane(queue, stream)
         lines = [f"línea {i} ✓\n" for i in range(30)]
-        writes = [bgwrite(stream, line, queue=hq) for line in lines]
+        writes = [bgwrite(stream, line, queue=queue) for line in lines]
         gate.set()
         assert [write.result(timeout=60) for write in writes] == [len(line) for line in lines]
     assert (tmp_path / "text").read_text(encoding="utf-8") == "".join(lines)
 
 
-def test_writes_that_close_fsync_or_keep_their_own_chunks_are_not_carried(hq, tmp_path):
+def test_writes_that_close_fsync_or_keep_their_own_chunks_are_not_carried(queue, tmp_path):
     path, stream = counting_file(tmp_path, "apart")
-    gate = hold_lane(hq, stream)
+    gate = hold_lane(queue, stream)
     writes = [
-        bgwrite(stream, b"a", queue=hq),
-        bgwrite(stream, b"b", queue=hq),  # rides with a
-        bgwrite(stream, [b"c", b"d"], queue=hq),  # a list keeps its own chunks: c, d
-        bgwrite(stream, b"e", queue=hq, fsync=True),
-        bgwrite_chunk(stream, b"fgh", 1, queue=hq),  # one byte a chunk: f, g, h
-        bgwrite(stream, b"i", queue=hq, closeWhenFinished=True),
+        bgwrite(stream, b"a", queue=queue),
+        bgwrite(stream, b"b", queue=queue),  # rides with a
+        bgwrite(stream, [b"c", b"d"], queue=queue),  # a list keeps its own chunks: c, d
+        bgwrite(stream, b"e", queue=queue, fsync=True),
+        bgwrite_chunk(stream, b"fgh", 1, queue=queue),  # one byte a chunk: f, g, h
+        bgwrite(stream, b"i", queue=queue, closeWhenFinished=True),
     ]
     gate.set()
     assert [write.result(timeout=60) for write in writes] == [1, 1, 2, 1, 3, 1]
@@ -165,26 +157,26 @@ def test_writes_that_close_fsync_or_keep_their_own_chunks_are_not_carried(hq, tm
     assert stream.calls == 8  # ab, c, d, e, f, g, h, i
 
 
-def test_a_write_queued_while_the_batch_is_written_goes_in_the_next_op(hq, tmp_path):
+def test_a_write_queued_while_the_batch_is_written_goes_in_the_next_op(queue, tmp_path):
     # A stream whose first write() waits: writes queued meanwhile cannot join the
     # chunk already being written, and still land after it.
     path = tmp_path / "later"
     stream = FirstWriteHeld(str(path), "w")
-    first = bgwrite(stream, b"first ", queue=hq)
+    first = bgwrite(stream, b"first ", queue=queue)
     assert stream.in_write.wait(60)
-    later = bgwrite(stream, b"later", queue=hq)
+    later = bgwrite(stream, b"later", queue=queue)
     stream.release.set()
     assert first.result(timeout=60) == 6 and later.result(timeout=60) == 5
     stream.close()
     assert path.read_bytes() == b"first later"
 
 
-def test_a_carried_write_has_started_and_cannot_be_cancelled(hq, tmp_path):
+def test_a_carried_write_has_started_and_cannot_be_cancelled(queue, tmp_path):
     path = tmp_path / "started"
     stream = FirstWriteHeld(str(path), "w")
-    gate = hold_lane(hq, stream)
-    carrier = bgwrite(stream, b"carrier ", queue=hq)
-    carried = bgwrite(stream, b"carried", queue=hq)
+    gate = hold_lane(queue, stream)
+    carrier = bgwrite(stream, b"carrier ", queue=queue)
+    carried = bgwrite(stream, b"carried", queue=queue)
     gate.set()
     assert stream.in_write.wait(60)  # both are in the chunk being written now
     assert carried.running() and carried.startedWriting and carried.execution_state == "RUNNING"
@@ -207,21 +199,21 @@ class BothKinds:
         return len(data)
 
 
-def test_text_and_bytes_to_a_stream_that_takes_both_are_never_joined(hq):
+def test_text_and_bytes_to_a_stream_that_takes_both_are_never_joined(queue):
     stream = BothKinds()
-    gate = hold_lane(hq, stream)
+    gate = hold_lane(queue, stream)
     # The first write is empty, so its own data says nothing of the batch's kind,
     # and the bytes write is the first of the second round of offers.
     texts = OFFERED_AT_ONCE
-    writes = [bgwrite(stream, b"", queue=hq)]
-    writes += [bgwrite(stream, "x", queue=hq) for _ in range(texts)]
-    writes.append(bgwrite(stream, b"y", queue=hq))
+    writes = [bgwrite(stream, b"", queue=queue)]
+    writes += [bgwrite(stream, "x", queue=queue) for _ in range(texts)]
+    writes.append(bgwrite(stream, b"y", queue=queue))
     gate.set()
     assert [write.result(timeout=60) for write in writes] == [0] + [1] * texts + [1]
     assert stream.parts == ["x" * texts, b"y"]
 
 
-def test_a_batch_waiting_for_a_pipe_reports_each_writes_own_progress(hq):
+def test_a_batch_waiting_for_a_pipe_reports_each_writes_own_progress(queue):
     read_fd, write_fd = os.pipe()
     capacity = fcntl.fcntl(write_fd, getattr(fcntl, "F_GETPIPE_SZ", 1032))  # Python < 3.10 lacks the name
     os.set_blocking(write_fd, False)
@@ -230,9 +222,9 @@ def test_a_batch_waiting_for_a_pipe_reports_each_writes_own_progress(hq):
     try:
         # One page of room: the batch (larger than PIPE_BUF, so not atomic) stops inside the first write.
         os.write(write_fd, b"." * (capacity - 4096))
-        gate = hold_lane(hq, stream)
-        first = bgwrite(stream, first_data, queue=hq)
-        second = bgwrite(stream, second_data, queue=hq)
+        gate = hold_lane(queue, stream)
+        first = bgwrite(stream, first_data, queue=queue)
+        second = bgwrite(stream, second_data, queue=queue)
         gate.set()
         deadline = time.monotonic() + 60
         while first.bytes_written == 0:  # the op takes what fits, then waits for room
@@ -266,7 +258,7 @@ class FlushAnnounced(io.BufferedWriter):
         super().flush()
 
 
-def test_writes_a_buffered_stream_took_whole_show_it_while_its_flush_waits_for_room(hq):
+def test_writes_a_buffered_stream_took_whole_show_it_while_its_flush_waits_for_room(queue):
     # The buffer takes the whole batch at once; flushing it then meets a full
     # pipe (EAGAIN), and the op waits for room.  The stream has every byte.
     read_fd, write_fd = os.pipe()
@@ -280,8 +272,8 @@ def test_writes_a_buffered_stream_took_whole_show_it_while_its_flush_waits_for_r
     stream = FlushAnnounced(io.FileIO(write_fd, "wb"))
     payloads = [bytes([65 + index]) * 100 for index in range(3)]
     try:
-        gate = hold_lane(hq, stream)
-        writes = [bgwrite(stream, data, queue=hq) for data in payloads]
+        gate = hold_lane(queue, stream)
+        writes = [bgwrite(stream, data, queue=queue) for data in payloads]
         gate.set()
         assert stream.flush_called.wait(60)
         assert [write.bytes_written for write in writes] == [100, 100, 100]
@@ -301,10 +293,10 @@ def test_writes_a_buffered_stream_took_whole_show_it_while_its_flush_waits_for_r
         os.close(read_fd)
 
 
-def test_empty_writes_carried_behind_a_write_report_nothing_written(hq, tmp_path):
+def test_empty_writes_carried_behind_a_write_report_nothing_written(queue, tmp_path):
     path, stream = counting_file(tmp_path, "empties")
-    gate = hold_lane(hq, stream)
-    writes = [bgwrite(stream, data, queue=hq) for data in (b"abc", b"", b"")]
+    gate = hold_lane(queue, stream)
+    writes = [bgwrite(stream, data, queue=queue) for data in (b"abc", b"", b"")]
     gate.set()
     assert [write.result(timeout=60) for write in writes] == [3, 0, 0]
     assert [write.status for write in writes] == [3, 0, 0]

@@ -18,13 +18,6 @@ from nonblock.fileops import OPERATIONS
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def q():
-    queue = HddQueue(name="fileq")
-    yield queue
-    queue.shutdown()
-
-
 class Collector:
     """A callback that keeps every report it receives."""
 
@@ -47,13 +40,13 @@ def tree(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def run(q: HddQueue, name: str, *args: Any, **kwargs: Any) -> Dict[str, Any]:
+def run(queue: HddQueue, name: str, *args: Any, **kwargs: Any) -> Dict[str, Any]:
     """Run one operation through the queue and return the report its callback got."""
     collect = Collector()
-    task = getattr(q, name)(collect, *args, **kwargs)
+    task = getattr(queue, name)(collect, *args, **kwargs)
     task.exception(timeout=30)
-    q.wait_idle(timeout=30)
-    assert len(collect.reports) == 1 and collect.threads == ["fileq-callbacks"]
+    queue.wait_idle(timeout=30)
+    assert len(collect.reports) == 1 and collect.threads == [f"{queue.name}-callbacks"]
     report = collect.reports[0]
     assert type(report) is dict and type(report["output"]) is dict
     assert report["action"] == name
@@ -97,9 +90,9 @@ SUCCESSES: List[Any] = [
 
 
 @pytest.mark.parametrize("name, arguments, output, check", SUCCESSES, ids=[row[0] for row in SUCCESSES])
-def test_each_operation_succeeds_and_reports(q, tree, name, arguments, output, check):
+def test_each_operation_succeeds_and_reports(queue, tree, name, arguments, output, check):
     args = arguments(tree)
-    report = run(q, name, *args)
+    report = run(queue, name, *args)
     assert report["result"] is True
     assert report["output"] == output
     assert report["params"]["callback"] is not None
@@ -130,71 +123,71 @@ FAILURES: List[Any] = [
 
 
 @pytest.mark.parametrize("name, arguments, exception", FAILURES, ids=[f"{r[0]}-{r[2]}" for r in FAILURES])
-def test_each_operation_reports_its_failure_with_type_and_message(q, tree, name, arguments, exception):
-    report = run(q, name, *arguments(tree))
+def test_each_operation_reports_its_failure_with_type_and_message(queue, tree, name, arguments, exception):
+    report = run(queue, name, *arguments(tree))
     assert report["result"] is False
     assert report["output"]["exception"].startswith(exception + ": ")
     assert len(report["output"]["exception"]) > len(exception) + 2
 
 
-def test_the_task_of_an_operation_carries_its_output_or_its_exception(q, tree):
-    assert q.file_read(None, str(tree / "file.txt")).result(timeout=30) == {"data": "hello"}
-    assert isinstance(q.file_read(None, str(tree / "nope")).exception(timeout=30), FileNotFoundError)
+def test_the_task_of_an_operation_carries_its_output_or_its_exception(queue, tree):
+    assert queue.file_read(None, str(tree / "file.txt")).result(timeout=30) == {"data": "hello"}
+    assert isinstance(queue.file_read(None, str(tree / "nope")).exception(timeout=30), FileNotFoundError)
 
 
-def test_exists_checks_the_kind_of_entry(q, tree):
-    assert run(q, "file_exists", str(tree / "dir"))["output"] == {"exists": False}
-    assert run(q, "directory_exists", str(tree / "file.txt"))["output"] == {"exists": False}
+def test_exists_checks_the_kind_of_entry(queue, tree):
+    assert run(queue, "file_exists", str(tree / "dir"))["output"] == {"exists": False}
+    assert run(queue, "directory_exists", str(tree / "file.txt"))["output"] == {"exists": False}
 
 
-def test_binary_read_and_write(q, tree):
-    run(q, "file_write", b"\xff\x00", str(tree / "b"), True)
-    assert run(q, "file_read", str(tree / "b"), binary=True)["output"] == {"data": b"\xff\x00"}
+def test_binary_read_and_write(queue, tree):
+    run(queue, "file_write", b"\xff\x00", str(tree / "b"), True)
+    assert run(queue, "file_read", str(tree / "b"), binary=True)["output"] == {"data": b"\xff\x00"}
 
 
-def test_directory_create_with_parents(q, tree):
-    report = run(q, "directory_create", str(tree / "x" / "y" / "z"), parents=True)
+def test_directory_create_with_parents(queue, tree):
+    report = run(queue, "directory_create", str(tree / "x" / "y" / "z"), parents=True)
     assert report["result"] is True and (tree / "x" / "y" / "z").is_dir()
     assert report["params"]["parents"] is True
 
 
-def test_atomic_fsynced_write_replaces_the_file_whole_and_leaves_no_temporary(q, tree):
-    run(q, "file_write", "new content", str(tree / "file.txt"), atomic=True, fsync=True)
+def test_atomic_fsynced_write_replaces_the_file_whole_and_leaves_no_temporary(queue, tree):
+    run(queue, "file_write", "new content", str(tree / "file.txt"), atomic=True, fsync=True)
     assert (tree / "file.txt").read_text() == "new content"
     assert sorted(p.name for p in tree.iterdir()) == ["dir", "file.txt"]
 
 
-def test_file_stat_reports_size_type_and_mode(q, tree):
-    output = run(q, "file_stat", str(tree / "file.txt"))["output"]["stat"]
+def test_file_stat_reports_size_type_and_mode(queue, tree):
+    output = run(queue, "file_stat", str(tree / "file.txt"))["output"]["stat"]
     assert output["size"] == 5 and output["type"] == "file"
     assert output["mode"] == os.stat(tree / "file.txt").st_mode & 0o7777
 
 
-def test_deleting_a_tree_never_follows_a_symlink_out_of_it(q, tree):
+def test_deleting_a_tree_never_follows_a_symlink_out_of_it(queue, tree):
     outside = tree / "precious"
     outside.mkdir()
     (outside / "keep.txt").write_text("keep me")
     os.symlink(outside, tree / "dir" / "link-to-precious")
     os.symlink(outside / "keep.txt", tree / "dir" / "link-to-file")
-    assert run(q, "directory_delete", str(tree / "dir"))["result"] is True
+    assert run(queue, "directory_delete", str(tree / "dir"))["result"] is True
     assert not (tree / "dir").exists()
     assert (outside / "keep.txt").read_text() == "keep me"
 
 
-def test_a_symlink_to_a_directory_is_not_deleted_as_a_tree(q, tree):
+def test_a_symlink_to_a_directory_is_not_deleted_as_a_tree(queue, tree):
     os.symlink(tree / "dir", tree / "alias")
-    report = run(q, "directory_delete", str(tree / "alias"))
+    report = run(queue, "directory_delete", str(tree / "alias"))
     assert report["result"] is False
     assert (tree / "dir" / "a.txt").exists()
 
 
-def test_bad_calls_fail_at_the_call(q, tree):
+def test_bad_calls_fail_at_the_call(queue, tree):
     with pytest.raises(TypeError, match="callback"):
-        q.file_exists("not callable", str(tree))
+        queue.file_exists("not callable", str(tree))
     with pytest.raises(TypeError, match="missing"):
-        q.file_exists(None)
+        queue.file_exists(None)
     with pytest.raises(TypeError, match="unexpected"):
-        q.file_exists(None, "x", nonsense=1)
+        queue.file_exists(None, "x", nonsense=1)
 
 
 # -- oplists ----------------------------------------------------------------------------------
@@ -209,7 +202,7 @@ def test_every_operation_has_an_oplist_twin_that_adds_that_operation():
         assert callable(getattr(hddq, name)) and callable(getattr(HddQueue, name))
 
 
-def test_an_oplist_runs_depth_first_in_order_and_each_operation_reports(q, tree):
+def test_an_oplist_runs_depth_first_in_order_and_each_operation_reports(queue, tree):
     collect = Collector()
     outer, inner = hddq.create_empty_oplist(), hddq.create_empty_oplist()
     hddq.oplist_file_write(outer, collect, "1", str(tree / "log"))
@@ -218,37 +211,37 @@ def test_an_oplist_runs_depth_first_in_order_and_each_operation_reports(q, tree)
     hddq.oplist_file_append(inner, collect, "3", str(tree / "log"))
     hddq.embed_oplist(outer, inner)
     hddq.oplist_file_read(outer, collect, str(tree / "log"))
-    task = q.enqueue_oplist(outer)
+    task = queue.enqueue_oplist(outer)
     reports = task.result(timeout=30)
-    q.wait_idle(timeout=30)
+    queue.wait_idle(timeout=30)
     assert [r["action"] for r in collect.reports] == [
         "file_write", "file_append", "file_read", "file_append", "file_read"]
     assert [r["result"] for r in collect.reports] == [True, True, False, True, True]
     assert collect.reports[-1]["output"] == {"data": "123"}
     assert reports == collect.reports
-    assert set(collect.threads) == {"fileq-callbacks"}
+    assert set(collect.threads) == {f"{queue.name}-callbacks"}
 
 
-def test_stop_on_error_skips_the_rest_and_reports_them_as_skipped(q, tree):
+def test_stop_on_error_skips_the_rest_and_reports_them_as_skipped(queue, tree):
     collect = Collector()
     oplist = hddq.create_empty_oplist(stop_on_error=True)
     hddq.oplist_file_write(oplist, collect, "a", str(tree / "f"))
     hddq.oplist_file_delete(oplist, collect, str(tree / "nope"))
     hddq.oplist_file_append(oplist, collect, "b", str(tree / "f"))
-    q.enqueue_oplist(oplist).result(timeout=30)
-    q.wait_idle(timeout=30)
+    queue.enqueue_oplist(oplist).result(timeout=30)
+    queue.wait_idle(timeout=30)
     assert [r["result"] for r in collect.reports] == [True, False, False]
     assert collect.reports[2]["output"]["exception"].startswith("OplistStopped: ")
     assert (tree / "f").read_text() == "a"
 
 
-def test_an_oplist_is_one_turn_at_the_disk(q, tree):
+def test_an_oplist_is_one_turn_at_the_disk(queue, tree):
     # While an oplist runs, no other operation of the queue may run between its items.
     oplist = hddq.create_empty_oplist()
     for index in range(200):
         hddq.oplist_file_append(oplist, None, f"{index},", str(tree / "turn"))
-    task = q.enqueue_oplist(oplist)
-    other = q.file_append(None, "OTHER,", str(tree / "turn"))
+    task = queue.enqueue_oplist(oplist)
+    other = queue.file_append(None, "OTHER,", str(tree / "turn"))
     task.result(timeout=30)
     other.result(timeout=30)
     items = (tree / "turn").read_text().strip(",").split(",")
@@ -257,27 +250,27 @@ def test_an_oplist_is_one_turn_at_the_disk(q, tree):
     assert others_at in (0, 200)  # before or after the whole list, never inside it
 
 
-def test_an_oplist_is_frozen_when_queued(q, tree):
+def test_an_oplist_is_frozen_when_queued(queue, tree):
     oplist = hddq.create_empty_oplist()
     hddq.oplist_file_write(oplist, None, "kept", str(tree / "f"))
-    task = q.enqueue_oplist(oplist)
+    task = queue.enqueue_oplist(oplist)
     hddq.clear_oplist(oplist)
     assert len(oplist) == 0
     task.result(timeout=30)
     assert (tree / "f").read_text() == "kept"
 
 
-def test_a_malformed_oplist_is_a_type_error_at_enqueue_never_a_dead_thread(q, tree):
+def test_a_malformed_oplist_is_a_type_error_at_enqueue_never_a_dead_thread(queue, tree):
     oplist = hddq.create_empty_oplist()
     oplist.append("not an operation")
     with pytest.raises(TypeError, match="item 0"):
-        q.enqueue_oplist(oplist)
+        queue.enqueue_oplist(oplist)
     with pytest.raises(TypeError, match="oplist"):
-        q.enqueue_oplist("not a list")
+        queue.enqueue_oplist("not a list")
     looped = hddq.create_empty_oplist()
     with pytest.raises(ValueError):
         hddq.embed_oplist(looped, looped)
-    assert q.file_exists(None, str(tree)).result(timeout=30) == {"exists": False}
+    assert queue.file_exists(None, str(tree)).result(timeout=30) == {"exists": False}
 
 
 # -- the module functions keep mhddq's contract ----------------------------------------------
@@ -294,29 +287,30 @@ def test_module_functions_return_true_when_queued(tree):
     assert collect.reports[0]["params"] == {"callback": collect, "filename": str(tree / "file.txt")}
 
 
-def test_a_callback_may_enqueue_more_and_shut_down_without_deadlock(q, tree):
+def test_a_callback_may_enqueue_more_and_shut_down_without_deadlock(queue, tree):
     collect = Collector()
     done = threading.Event()
 
     def first(report: Dict[str, Any]) -> None:
-        q.file_write(lambda r: (collect(r), q.shutdown(wait=True), done.set()), "second", str(tree / "s"))
+        then = lambda r: (collect(r), queue.shutdown(wait=True), done.set())  # noqa: E731
+        queue.file_write(then, "second", str(tree / "s"))
 
-    q.file_exists(first, str(tree / "file.txt"))
+    queue.file_exists(first, str(tree / "file.txt"))
     assert done.wait(30)
     assert collect.reports[0]["action"] == "file_write" and (tree / "s").read_text() == "second"
-    assert q.wait_idle(timeout=30) and q.is_shutdown()
+    assert queue.wait_idle(timeout=30) and queue.is_shutdown()
 
 
-def test_a_slow_callback_delays_neither_enqueueing_nor_io(q, tree):
+def test_a_slow_callback_delays_neither_enqueueing_nor_io(queue, tree):
     release = threading.Event()
     started = threading.Event()
-    q.file_exists(lambda r: (started.set(), release.wait(60)), str(tree))
+    queue.file_exists(lambda r: (started.set(), release.wait(60)), str(tree))
     assert started.wait(30)
     # Enqueueing returns at once, and the files get written, while the callback is held.
-    tasks = [q.file_write(None, str(i), str(tree / f"w{i}")) for i in range(20)]
+    tasks = [queue.file_write(None, str(i), str(tree / f"w{i}")) for i in range(20)]
     written = threading.Event()
     # after= waits for the writes' IO, not for their (held-up) completion.
-    q.submit_job(CallJob(written.set), after=tasks)
+    queue.submit_job(CallJob(written.set), after=tasks)
     assert written.wait(30)
     assert all_written(tree, 20)
     assert not release.is_set()
@@ -380,12 +374,12 @@ def test_an_mhddq_program_runs_after_changing_only_its_import(tmp_path):
     ]
 
 
-def test_an_atomic_write_gives_a_new_file_opens_mode_and_keeps_a_replaced_files_mode(q, tree):
-    run(q, "file_write", "x", str(tree / "plain.txt"))
-    run(q, "file_write", "x", str(tree / "atomic.txt"), atomic=True)
+def test_an_atomic_write_gives_a_new_file_opens_mode_and_keeps_a_replaced_files_mode(queue, tree):
+    run(queue, "file_write", "x", str(tree / "plain.txt"))
+    run(queue, "file_write", "x", str(tree / "atomic.txt"), atomic=True)
     assert os.stat(tree / "atomic.txt").st_mode == os.stat(tree / "plain.txt").st_mode
     os.chmod(tree / "file.txt", 0o640)
-    run(q, "file_write", "y", str(tree / "file.txt"), atomic=True)
+    run(queue, "file_write", "y", str(tree / "file.txt"), atomic=True)
     assert os.stat(tree / "file.txt").st_mode & 0o777 == 0o640
 
 

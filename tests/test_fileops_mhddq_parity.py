@@ -26,14 +26,6 @@ from test_fileops import Collector, run
 from nonblock import HddQueue, hddq
 from nonblock.fileops import OPERATIONS
 
-
-@pytest.fixture
-def q():
-    queue = HddQueue(name="fileq")
-    yield queue
-    queue.shutdown()
-
-
 # -- the files ---------------------------------------------------------------------------------
 # One tree for every test; links are relative, so the snapshot reads the same in any tmp_path.
 
@@ -104,50 +96,50 @@ def failed(report: Dict[str, Any], type_name: str, *message_parts: str) -> str:
     return str(message)
 
 
-def op(q: HddQueue, name: str, root: Path, *names: str) -> Dict[str, Any]:
-    return run(q, name, *[str(root / n) for n in names])
+def op(queue: HddQueue, name: str, root: Path, *names: str) -> Dict[str, Any]:
+    return run(queue, name, *[str(root / n) for n in names])
 
 
 # -- file_copy ---------------------------------------------------------------------------------
 
 
-def test_file_copy_makes_a_new_file(q, root):
-    ok(op(q, "file_copy", root, "f.txt", "new.txt"))
+def test_file_copy_makes_a_new_file(queue, root):
+    ok(op(queue, "file_copy", root, "f.txt", "new.txt"))
     assert snapshot(root) == changed(add={"new.txt": "file:hello"})
 
 
 @pytest.mark.parametrize("destination", ["g.txt", "f.txt", "lfile", "e", "d", "ldir"])
-def test_file_copy_refuses_any_destination_that_exists(q, root, destination):
+def test_file_copy_refuses_any_destination_that_exists(queue, root, destination):
     """mhddq: FileExistsError (with an empty message) for a file, the source itself, a
     symlink to a file, a directory or a symlink to one; nothing is written."""
-    failed(op(q, "file_copy", root, "f.txt", destination), "FileExistsError",
+    failed(op(queue, "file_copy", root, "f.txt", destination), "FileExistsError",
            "File exists", str(root / destination))
     assert snapshot(root) == BASE
 
 
-def test_file_copy_refuses_an_existing_destination_before_looking_at_the_source(q, root):
-    failed(op(q, "file_copy", root, "nope", "g.txt"), "FileExistsError", str(root / "g.txt"))
+def test_file_copy_refuses_an_existing_destination_before_looking_at_the_source(queue, root):
+    failed(op(queue, "file_copy", root, "nope", "g.txt"), "FileExistsError", str(root / "g.txt"))
     assert snapshot(root) == BASE
 
 
-def test_file_copy_keeps_the_sources_mode_and_times(q, root):
+def test_file_copy_keeps_the_sources_mode_and_times(queue, root):
     os.chmod(root / "f.txt", 0o600)
     os.utime(root / "f.txt", ns=(1_000_000_000_000_000_000, 1_200_000_000_000_000_000))
-    ok(op(q, "file_copy", root, "f.txt", "new.txt"))
+    ok(op(queue, "file_copy", root, "f.txt", "new.txt"))
     copied = os.stat(root / "new.txt")
     assert stat.S_IMODE(copied.st_mode) == 0o600
     assert copied.st_mtime_ns == 1_200_000_000_000_000_000
     assert snapshot(root) == changed(add={"new.txt": "file:hello"})
 
 
-def test_file_copy_of_a_symlink_copies_the_file_it_points_to(q, root):
-    ok(op(q, "file_copy", root, "lfile", "new.txt"))
+def test_file_copy_of_a_symlink_copies_the_file_it_points_to(queue, root):
+    ok(op(queue, "file_copy", root, "lfile", "new.txt"))
     assert not os.path.islink(root / "new.txt")
     assert snapshot(root) == changed(add={"new.txt": "file:hello"})
 
 
-def test_file_copy_through_a_dangling_symlink_creates_the_file_it_points_to(q, root):
-    ok(op(q, "file_copy", root, "f.txt", "ldang"))
+def test_file_copy_through_a_dangling_symlink_creates_the_file_it_points_to(queue, root):
+    ok(op(queue, "file_copy", root, "f.txt", "ldang"))
     assert snapshot(root) == changed(add={"nowhere": "file:hello"})
 
 
@@ -158,28 +150,28 @@ def test_file_copy_through_a_dangling_symlink_creates_the_file_it_points_to(q, r
     ("ldir", "IsADirectoryError", "Is a directory"),
 ])
 def test_file_copy_of_a_missing_source_or_a_directory_fails_and_makes_nothing(
-        q, root, source, type_name, words):
-    failed(op(q, "file_copy", root, source, "new.txt"), type_name, words, str(root / source))
+        queue, root, source, type_name, words):
+    failed(op(queue, "file_copy", root, source, "new.txt"), type_name, words, str(root / source))
     assert snapshot(root) == BASE
 
 
-def test_file_copy_of_a_fifo_fails_at_once_and_makes_nothing(q, root):
+def test_file_copy_of_a_fifo_fails_at_once_and_makes_nothing(queue, root):
     os.mkfifo(root / "fifo")
-    failed(op(q, "file_copy", root, "fifo", "new.txt"), "SpecialFileError", "is a named pipe")
+    failed(op(queue, "file_copy", root, "fifo", "new.txt"), "SpecialFileError", "is a named pipe")
     assert snapshot(root) == changed(add={"fifo": "other"})
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/mem"), reason="needs Linux's /proc/self/mem")
-def test_file_copy_that_fails_while_copying_leaves_no_partial_file_unlike_mhddq(q, root):
+def test_file_copy_that_fails_while_copying_leaves_no_partial_file_unlike_mhddq(queue, root):
     """mhddq (copy2) leaves what it had written.  /proc/self/mem is a regular file whose
     first read fails (EIO: address 0 is not mapped)."""
-    report = run(q, "file_copy", "/proc/self/mem", str(root / "new.txt"))
+    report = run(queue, "file_copy", "/proc/self/mem", str(root / "new.txt"))
     failed(report, "OSError", "Input/output error")
     assert snapshot(root) == BASE
 
 
-def test_file_copy_missing_parent_folder(q, root):
-    failed(op(q, "file_copy", root, "f.txt", "nope/new.txt"), "FileNotFoundError", str(root / "nope"))
+def test_file_copy_missing_parent_folder(queue, root):
+    failed(op(queue, "file_copy", root, "f.txt", "nope/new.txt"), "FileNotFoundError", str(root / "nope"))
     assert snapshot(root) == BASE
 
 
@@ -187,33 +179,33 @@ def test_file_copy_missing_parent_folder(q, root):
 
 
 @pytest.mark.parametrize("link", ["lfile", "ldir", "ldang"])
-def test_file_delete_of_a_symlink_removes_the_link_never_what_it_points_to(q, root, link):
-    ok(op(q, "file_delete", root, link))
+def test_file_delete_of_a_symlink_removes_the_link_never_what_it_points_to(queue, root, link):
+    ok(op(queue, "file_delete", root, link))
     assert snapshot(root) == changed(remove=[link])
 
 
-def test_file_delete_of_a_directory_fails_and_keeps_it(q, root):
-    failed(op(q, "file_delete", root, "d"), "IsADirectoryError", "Is a directory", str(root / "d"))
+def test_file_delete_of_a_directory_fails_and_keeps_it(queue, root):
+    failed(op(queue, "file_delete", root, "d"), "IsADirectoryError", "Is a directory", str(root / "d"))
     assert snapshot(root) == BASE
 
 
-def test_file_delete_of_a_missing_file(q, root):
-    failed(op(q, "file_delete", root, "nope"), "FileNotFoundError", "No such file or directory")
+def test_file_delete_of_a_missing_file(queue, root):
+    failed(op(queue, "file_delete", root, "nope"), "FileNotFoundError", "No such file or directory")
     assert snapshot(root) == BASE
 
 
-def test_file_rename_over_an_existing_file_replaces_it(q, root):
-    ok(op(q, "file_rename", root, "f.txt", "g.txt"))
+def test_file_rename_over_an_existing_file_replaces_it(queue, root):
+    ok(op(queue, "file_rename", root, "f.txt", "g.txt"))
     assert snapshot(root) == changed(remove=["f.txt"], add={"g.txt": "file:hello"})
 
 
-def test_file_rename_onto_a_directory_fails_and_moves_nothing(q, root):
-    failed(op(q, "file_rename", root, "f.txt", "e"), "IsADirectoryError", "Is a directory")
+def test_file_rename_onto_a_directory_fails_and_moves_nothing(queue, root):
+    failed(op(queue, "file_rename", root, "f.txt", "e"), "IsADirectoryError", "Is a directory")
     assert snapshot(root) == BASE
 
 
-def test_file_rename_renames_a_directory_too(q, root):
-    ok(op(q, "file_rename", root, "d", "renamed"))
+def test_file_rename_renames_a_directory_too(queue, root):
+    ok(op(queue, "file_rename", root, "d", "renamed"))
     assert snapshot(root) == changed(remove=["d"], add={
         "renamed": "dir", "renamed/a.txt": "file:alpha", "renamed/sub": "dir",
         "renamed/sub/b.txt": "file:beta"})
@@ -221,31 +213,31 @@ def test_file_rename_renames_a_directory_too(q, root):
 
 @pytest.mark.parametrize("operation", ["file_rename", "file_move"])
 @pytest.mark.parametrize("link", ["lfile", "ldir", "ldang"])
-def test_file_rename_and_move_of_a_symlink_move_the_link_itself(q, root, operation, link):
-    ok(op(q, operation, root, link, "moved"))
+def test_file_rename_and_move_of_a_symlink_move_the_link_itself(queue, root, operation, link):
+    ok(op(queue, operation, root, link, "moved"))
     assert snapshot(root) == changed(remove=[link], add={"moved": BASE[link]})
 
 
 @pytest.mark.parametrize("operation", ["file_rename", "file_move"])
-def test_file_rename_and_move_of_a_missing_file(q, root, operation):
-    failed(op(q, operation, root, "nope", "new"), "FileNotFoundError", "No such file or directory")
+def test_file_rename_and_move_of_a_missing_file(queue, root, operation):
+    failed(op(queue, operation, root, "nope", "new"), "FileNotFoundError", "No such file or directory")
     assert snapshot(root) == BASE
 
 
-def test_file_move_into_an_existing_directory_puts_it_inside(q, root):
-    ok(op(q, "file_move", root, "f.txt", "e"))
+def test_file_move_into_an_existing_directory_puts_it_inside(queue, root):
+    ok(op(queue, "file_move", root, "f.txt", "e"))
     assert snapshot(root) == changed(remove=["f.txt"], add={"e/f.txt": "file:hello"})
 
 
-def test_file_move_moves_a_directory_too(q, root):
-    ok(op(q, "file_move", root, "d", "e"))
+def test_file_move_moves_a_directory_too(queue, root):
+    ok(op(queue, "file_move", root, "d", "e"))
     assert snapshot(root) == changed(remove=["d"], add={
         "e/d": "dir", "e/d/a.txt": "file:alpha", "e/d/sub": "dir", "e/d/sub/b.txt": "file:beta"})
 
 
-def test_file_move_of_a_fifo_moves_it(q, root):
+def test_file_move_of_a_fifo_moves_it(queue, root):
     os.mkfifo(root / "fifo")
-    ok(op(q, "file_move", root, "fifo", "moved"))
+    ok(op(queue, "file_move", root, "fifo", "moved"))
     assert snapshot(root) == changed(add={"moved": "other"})
 
 
@@ -256,42 +248,42 @@ MOVED_D_INTO_E = changed(remove=["d"], add={
 
 
 @pytest.mark.parametrize("operation", ["directory_rename", "directory_move"])
-def test_directory_rename_and_move_onto_an_existing_directory_put_it_inside(q, root, operation):
-    ok(op(q, operation, root, "d", "e"))
+def test_directory_rename_and_move_onto_an_existing_directory_put_it_inside(queue, root, operation):
+    ok(op(queue, operation, root, "d", "e"))
     assert snapshot(root) == MOVED_D_INTO_E
 
 
 @pytest.mark.parametrize("operation", ["directory_rename", "directory_move"])
-def test_directory_rename_and_move_into_a_directory_that_has_that_name_fail(q, root, operation):
+def test_directory_rename_and_move_into_a_directory_that_has_that_name_fail(queue, root, operation):
     (root / "e" / "d").mkdir()
-    failed(op(q, operation, root, "d", "e"), "Error", "already exists")
+    failed(op(queue, operation, root, "d", "e"), "Error", "already exists")
     assert snapshot(root) == changed(add={"e/d": "dir"})
 
 
 @pytest.mark.parametrize("operation", ["directory_rename", "directory_move"])
-def test_directory_rename_and_move_make_a_missing_parent(q, root, operation):
-    ok(op(q, operation, root, "d", "nope/new"))
+def test_directory_rename_and_move_make_a_missing_parent(queue, root, operation):
+    ok(op(queue, operation, root, "d", "nope/new"))
     assert snapshot(root) == changed(remove=["d"], add={
         "nope": "dir", "nope/new": "dir", "nope/new/a.txt": "file:alpha", "nope/new/sub": "dir",
         "nope/new/sub/b.txt": "file:beta"})
 
 
 @pytest.mark.parametrize("operation", ["directory_rename", "directory_move"])
-def test_directory_rename_and_move_of_a_file_move_the_file(q, root, operation):
-    ok(op(q, operation, root, "f.txt", "new"))
+def test_directory_rename_and_move_of_a_file_move_the_file(queue, root, operation):
+    ok(op(queue, operation, root, "f.txt", "new"))
     assert snapshot(root) == changed(remove=["f.txt"], add={"new": "file:hello"})
 
 
 @pytest.mark.parametrize("operation", ["directory_rename", "directory_move"])
 @pytest.mark.parametrize("link", ["ldir", "lfile", "ldang"])
-def test_directory_rename_and_move_of_a_symlink_move_the_link_itself(q, root, operation, link):
-    ok(op(q, operation, root, link, "new"))
+def test_directory_rename_and_move_of_a_symlink_move_the_link_itself(queue, root, operation, link):
+    ok(op(queue, operation, root, link, "new"))
     assert snapshot(root) == changed(remove=[link], add={"new": BASE[link]})
 
 
 @pytest.mark.parametrize("operation", ["directory_rename", "directory_move"])
-def test_directory_rename_and_move_of_a_missing_directory(q, root, operation):
-    failed(op(q, operation, root, "nope", "new"), "FileNotFoundError", "No such file or directory",
+def test_directory_rename_and_move_of_a_missing_directory(queue, root, operation):
+    failed(op(queue, operation, root, "nope", "new"), "FileNotFoundError", "No such file or directory",
            str(root / "nope"))
     assert snapshot(root) == BASE
 
@@ -299,14 +291,14 @@ def test_directory_rename_and_move_of_a_missing_directory(q, root, operation):
 @pytest.mark.parametrize("operation", ["directory_rename", "directory_move"])
 @pytest.mark.parametrize("destination", ["g.txt", "lfile", "ldang"])
 def test_directory_rename_and_move_onto_a_file_or_symlink_fail_and_move_nothing(
-        q, root, operation, destination):
-    failed(op(q, operation, root, "d", destination), "FileExistsError", "File exists")
+        queue, root, operation, destination):
+    failed(op(queue, operation, root, "d", destination), "FileExistsError", "File exists")
     assert snapshot(root) == BASE
 
 
 @pytest.mark.parametrize("operation", ["directory_rename", "directory_move"])
-def test_directory_rename_and_move_into_itself_fail_and_move_nothing(q, root, operation):
-    failed(op(q, operation, root, "d", "d/sub/inner"), "Error", "Cannot move a directory")
+def test_directory_rename_and_move_into_itself_fail_and_move_nothing(queue, root, operation):
+    failed(op(queue, operation, root, "d", "d/sub/inner"), "Error", "Cannot move a directory")
     assert snapshot(root) == BASE
 
 
@@ -315,36 +307,36 @@ def test_directory_rename_and_move_into_itself_fail_and_move_nothing(q, root, op
 COPY_OF_D = {"copy": "dir", "copy/a.txt": "file:alpha", "copy/sub": "dir", "copy/sub/b.txt": "file:beta"}
 
 
-def test_directory_copy_copies_the_tree_with_file_modes(q, root):
+def test_directory_copy_copies_the_tree_with_file_modes(queue, root):
     os.chmod(root / "d" / "a.txt", 0o600)
-    ok(op(q, "directory_copy", root, "d", "copy"))
+    ok(op(queue, "directory_copy", root, "d", "copy"))
     assert snapshot(root) == changed(add=COPY_OF_D)
     assert stat.S_IMODE(os.stat(root / "copy" / "a.txt").st_mode) == 0o600
 
 
-def test_directory_copy_of_a_symlink_to_a_directory_copies_that_directory(q, root):
-    ok(op(q, "directory_copy", root, "ldir", "copy"))
+def test_directory_copy_of_a_symlink_to_a_directory_copies_that_directory(queue, root):
+    ok(op(queue, "directory_copy", root, "ldir", "copy"))
     assert snapshot(root) == changed(add=COPY_OF_D)
 
 
-def test_directory_copy_makes_a_missing_parent(q, root):
-    ok(op(q, "directory_copy", root, "d", "nope/copy"))
+def test_directory_copy_makes_a_missing_parent(queue, root):
+    ok(op(queue, "directory_copy", root, "d", "nope/copy"))
     assert snapshot(root) == changed(add={"nope": "dir", **{"nope/" + k: v for k, v in COPY_OF_D.items()}})
 
 
 @pytest.mark.parametrize("destination", ["e", "g.txt", "ldir", "lfile", "ldang", "d"])
-def test_directory_copy_refuses_a_destination_that_exists(q, root, destination):
-    failed(op(q, "directory_copy", root, "d", destination), "FileExistsError", str(root / destination))
+def test_directory_copy_refuses_a_destination_that_exists(queue, root, destination):
+    failed(op(queue, "directory_copy", root, "d", destination), "FileExistsError", str(root / destination))
     assert snapshot(root) == BASE
 
 
-def test_directory_copy_copies_a_linked_file_as_a_file_and_keeps_other_links_unlike_mhddq(q, root):
+def test_directory_copy_copies_a_linked_file_as_a_file_and_keeps_other_links_unlike_mhddq(queue, root):
     """mhddq copies the contents of a symlink to a file too, but silently leaves a
     symlink to a directory out of the copy, and stops at a dangling one."""
     os.symlink("../out/keep.txt", root / "d" / "to-file")
     os.symlink("../out", root / "d" / "to-dir")
     os.symlink("nowhere", root / "d" / "dangling")
-    ok(op(q, "directory_copy", root, "d", "copy"))
+    ok(op(queue, "directory_copy", root, "d", "copy"))
     links = {"to-file": "link:../out/keep.txt", "to-dir": "link:../out", "dangling": "link:nowhere"}
     assert snapshot(root) == changed(add={
         **{"d/" + k: v for k, v in links.items()}, **COPY_OF_D,
@@ -355,21 +347,21 @@ def test_directory_copy_copies_a_linked_file_as_a_file_and_keeps_other_links_unl
     ("nope", "FileNotFoundError"), ("ldang", "FileNotFoundError"),
     ("f.txt", "NotADirectoryError"), ("lfile", "NotADirectoryError"),
 ])
-def test_directory_copy_of_a_missing_source_or_a_file_fails_unlike_mhddq(q, root, source, type_name):
+def test_directory_copy_of_a_missing_source_or_a_file_fails_unlike_mhddq(queue, root, source, type_name):
     """mhddq reports success, having copied nothing."""
-    failed(op(q, "directory_copy", root, source, "copy"), type_name, str(root / source))
+    failed(op(queue, "directory_copy", root, source, "copy"), type_name, str(root / source))
     assert snapshot(root) == BASE
 
 
-def test_directory_copy_into_itself_fails_at_once_unlike_mhddq(q, root):
+def test_directory_copy_into_itself_fails_at_once_unlike_mhddq(queue, root):
     """mhddq copies the copy into itself until the path is too long, leaving it all behind."""
-    failed(op(q, "directory_copy", root, "d", "d/sub/inner"), "OSError", "into itself")
+    failed(op(queue, "directory_copy", root, "d", "d/sub/inner"), "OSError", "into itself")
     assert snapshot(root) == BASE
 
 
-def test_directory_copy_stops_at_a_fifo(q, root):
+def test_directory_copy_stops_at_a_fifo(queue, root):
     os.mkfifo(root / "d" / "sub" / "fifo")
-    failed(op(q, "directory_copy", root, "d", "copy"), "SpecialFileError", "is a named pipe")
+    failed(op(queue, "directory_copy", root, "d", "copy"), "SpecialFileError", "is a named pipe")
     after = snapshot(root)
     outside_the_copy = {k: v for k, v in after.items() if not k.startswith("copy")}
     assert outside_the_copy == changed(add={"d/sub/fifo": "other"})
@@ -379,44 +371,44 @@ def test_directory_copy_stops_at_a_fifo(q, root):
 # -- directory_delete (mhddq 0.3.0 never succeeds) -----------------------------------------------
 
 
-def test_directory_delete_removes_the_tree_unlike_mhddq(q, root):
+def test_directory_delete_removes_the_tree_unlike_mhddq(queue, root):
     """mhddq 0.3.0 empties the directory, keeps it, and reports failure: {'exception': "'dirname'"}."""
-    ok(op(q, "directory_delete", root, "d"))
+    ok(op(queue, "directory_delete", root, "d"))
     assert snapshot(root) == changed(remove=["d"])
 
 
-def test_directory_delete_removes_dangling_links_and_fifos_inside_unlike_mhddq(q, root):
+def test_directory_delete_removes_dangling_links_and_fifos_inside_unlike_mhddq(queue, root):
     """mhddq takes a dangling symlink or a FIFO for a directory and stops there, half done."""
     os.symlink("nowhere", root / "d" / "dangling")
     os.mkfifo(root / "d" / "sub" / "fifo")
-    ok(op(q, "directory_delete", root, "d"))
+    ok(op(queue, "directory_delete", root, "d"))
     assert snapshot(root) == changed(remove=["d"])
 
 
 @pytest.mark.parametrize("link", ["ldir", "lfile", "ldang"])
-def test_directory_delete_of_a_symlink_is_refused_and_nothing_is_touched_unlike_mhddq(q, root, link):
+def test_directory_delete_of_a_symlink_is_refused_and_nothing_is_touched_unlike_mhddq(queue, root, link):
     """mhddq follows a symlink to a directory and deletes what is inside its target."""
-    failed(op(q, "directory_delete", root, link), "NotADirectoryError", "symbolic link", str(root / link))
+    failed(op(queue, "directory_delete", root, link), "NotADirectoryError", "symbolic link", str(root / link))
     assert snapshot(root) == BASE
 
 
-def test_directory_delete_of_a_file(q, root):
-    failed(op(q, "directory_delete", root, "f.txt"), "NotADirectoryError", "Not a directory")
+def test_directory_delete_of_a_file(queue, root):
+    failed(op(queue, "directory_delete", root, "f.txt"), "NotADirectoryError", "Not a directory")
     assert snapshot(root) == BASE
 
 
-def test_directory_delete_of_a_missing_directory(q, root):
-    failed(op(q, "directory_delete", root, "nope"), "FileNotFoundError", "No such file or directory")
+def test_directory_delete_of_a_missing_directory(queue, root):
+    failed(op(queue, "directory_delete", root, "nope"), "FileNotFoundError", "No such file or directory")
     assert snapshot(root) == BASE
 
 
 # -- directory_contents, the exists checks, create, read, write ---------------------------------
 
 
-def test_directory_contents_names_links_by_what_they_point_to_and_the_rest_other(q, root):
+def test_directory_contents_names_links_by_what_they_point_to_and_the_rest_other(queue, root):
     """mhddq calls everything that is not a file a "directory": a dangling symlink, a FIFO."""
     os.mkfifo(root / "fifo")
-    report = op(q, "directory_contents", root, "")
+    report = op(queue, "directory_contents", root, "")
     ok(report, {"contents": [
         {"name": "d", "type": "directory"}, {"name": "e", "type": "directory"},
         {"name": "f.txt", "type": "file"}, {"name": "fifo", "type": "other"},
@@ -427,11 +419,11 @@ def test_directory_contents_names_links_by_what_they_point_to_and_the_rest_other
     assert snapshot(root) == changed(add={"fifo": "other"})
 
 
-def test_directory_contents_through_a_symlink_and_of_a_file(q, root):
-    ok(op(q, "directory_contents", root, "ldir"),
+def test_directory_contents_through_a_symlink_and_of_a_file(queue, root):
+    ok(op(queue, "directory_contents", root, "ldir"),
        {"contents": [{"name": "a.txt", "type": "file"}, {"name": "sub", "type": "directory"}]})
-    failed(op(q, "directory_contents", root, "f.txt"), "NotADirectoryError", "Not a directory")
-    failed(op(q, "directory_contents", root, "ldang"), "FileNotFoundError", "No such file or directory")
+    failed(op(queue, "directory_contents", root, "f.txt"), "NotADirectoryError", "Not a directory")
+    failed(op(queue, "directory_contents", root, "ldang"), "FileNotFoundError", "No such file or directory")
     assert snapshot(root) == BASE
 
 
@@ -440,41 +432,41 @@ def test_directory_contents_through_a_symlink_and_of_a_file(q, root):
     ("ldang", False, False), ("nope", False, False),
 ])
 def test_the_exists_checks_follow_links_and_tell_files_from_directories(
-        q, root, name, file_exists, directory_exists):
+        queue, root, name, file_exists, directory_exists):
     """mhddq answers both with os.path.exists: True for anything there but a dangling link."""
-    ok(op(q, "file_exists", root, name), {"exists": file_exists})
-    ok(op(q, "directory_exists", root, name), {"exists": directory_exists})
+    ok(op(queue, "file_exists", root, name), {"exists": file_exists})
+    ok(op(queue, "directory_exists", root, name), {"exists": directory_exists})
     assert snapshot(root) == BASE
 
 
 @pytest.mark.parametrize("operation", ["file_create", "directory_create"])
 @pytest.mark.parametrize("name", ["f.txt", "d", "lfile", "ldir", "ldang"])
-def test_create_refuses_anything_there_even_a_dangling_link(q, root, operation, name):
-    failed(op(q, operation, root, name), "FileExistsError", "File exists", str(root / name))
+def test_create_refuses_anything_there_even_a_dangling_link(queue, root, operation, name):
+    failed(op(queue, operation, root, name), "FileExistsError", "File exists", str(root / name))
     assert snapshot(root) == BASE
 
 
 @pytest.mark.parametrize("operation", ["file_create", "directory_create"])
-def test_create_in_a_missing_folder(q, root, operation):
-    failed(op(q, operation, root, "nope/new"), "FileNotFoundError", "No such file or directory")
+def test_create_in_a_missing_folder(queue, root, operation):
+    failed(op(queue, operation, root, "nope/new"), "FileNotFoundError", "No such file or directory")
     assert snapshot(root) == BASE
 
 
-def test_file_read_through_a_symlink_and_of_a_directory(q, root):
-    ok(op(q, "file_read", root, "lfile"), {"data": "hello"})
-    failed(op(q, "file_read", root, "ldir"), "IsADirectoryError", "Is a directory")
-    failed(op(q, "file_read", root, "ldang"), "FileNotFoundError", "No such file or directory")
+def test_file_read_through_a_symlink_and_of_a_directory(queue, root):
+    ok(op(queue, "file_read", root, "lfile"), {"data": "hello"})
+    failed(op(queue, "file_read", root, "ldir"), "IsADirectoryError", "Is a directory")
+    failed(op(queue, "file_read", root, "ldang"), "FileNotFoundError", "No such file or directory")
     assert snapshot(root) == BASE
 
 
-def test_file_write_goes_through_a_symlink_and_keeps_it(q, root):
-    ok(run(q, "file_write", "new", str(root / "lfile")))
-    ok(run(q, "file_write", "made", str(root / "ldang")))
+def test_file_write_goes_through_a_symlink_and_keeps_it(queue, root):
+    ok(run(queue, "file_write", "new", str(root / "lfile")))
+    ok(run(queue, "file_write", "made", str(root / "ldang")))
     assert snapshot(root) == changed(add={"f.txt": "file:new", "nowhere": "file:made"})
 
 
-def test_file_write_onto_a_directory_fails(q, root):
-    failed(run(q, "file_write", "x", str(root / "ldir")), "IsADirectoryError", "Is a directory")
+def test_file_write_onto_a_directory_fails(queue, root):
+    failed(run(queue, "file_write", "x", str(root / "ldir")), "IsADirectoryError", "Is a directory")
     assert snapshot(root) == BASE
 
 
@@ -483,8 +475,8 @@ def test_file_write_onto_a_directory_fails(q, root):
 # write onto a symlink.  (a) and (b) are TypeErrors at the call: nothing is queued.
 
 
-def nothing_ran(q: HddQueue, collect: Collector, root: Path) -> None:
-    assert q.wait_idle(timeout=30)
+def nothing_ran(queue: HddQueue, collect: Collector, root: Path) -> None:
+    assert queue.wait_idle(timeout=30)
     assert collect.reports == []
     assert snapshot(root) == BASE
 
@@ -503,13 +495,13 @@ WRONG_DATA = [
 @pytest.mark.parametrize("name, data_binary, message", WRONG_DATA,
                          ids=[f"{r[0]}-{r[2][:30]}" for r in WRONG_DATA])
 def test_data_that_does_not_match_binary_is_a_type_error_at_the_call_and_the_file_is_untouched(
-        q, root, name, data_binary, message):
+        queue, root, name, data_binary, message):
     data, binary = data_binary
     target = str(root / "f.txt")
     collect = Collector()
     calls = [
-        lambda: getattr(q, name)(collect, data, target, binary),
-        lambda: getattr(q, name)(collect, data, target, binary=binary),
+        lambda: getattr(queue, name)(collect, data, target, binary),
+        lambda: getattr(queue, name)(collect, data, target, binary=binary),
         lambda: getattr(hddq, name)(collect, data, target, binary),
         lambda: getattr(hddq, "oplist_" + name)(hddq.create_empty_oplist(), collect, data, target, binary),
     ]
@@ -520,31 +512,31 @@ def test_data_that_does_not_match_binary_is_a_type_error_at_the_call_and_the_fil
             call()
         assert message in str(raised.value)
     assert hddq.default_queue().wait_idle(timeout=30)
-    nothing_ran(q, collect, root)
+    nothing_ran(queue, collect, root)
 
 
 @pytest.mark.parametrize("binary", [1, 0, None, "yes"])
-def test_file_read_binary_must_be_a_bool(q, root, binary):
+def test_file_read_binary_must_be_a_bool(queue, root, binary):
     collect = Collector()
     with pytest.raises(TypeError, match=f"file_read: binary must be True or False, not {binary!r}"):
-        q.file_read(collect, str(root / "f.txt"), binary)
-    nothing_ran(q, collect, root)
+        queue.file_read(collect, str(root / "f.txt"), binary)
+    nothing_ran(queue, collect, root)
 
 
-def test_bytes_like_data_of_every_kind_is_written(q, root):
-    ok(run(q, "file_write", memoryview(b"view"), str(root / "f.txt"), True))
-    ok(run(q, "file_append", bytearray(b"+array"), str(root / "f.txt"), True))
+def test_bytes_like_data_of_every_kind_is_written(queue, root):
+    ok(run(queue, "file_write", memoryview(b"view"), str(root / "f.txt"), True))
+    ok(run(queue, "file_append", bytearray(b"+array"), str(root / "f.txt"), True))
     assert snapshot(root) == changed(add={"f.txt": "file:view+array"})
 
 
-def test_text_the_encoding_cannot_take_fails_without_truncating_the_file(q, root):
-    report = run(q, "file_write", "bad \udc80 surrogate", str(root / "f.txt"))
+def test_text_the_encoding_cannot_take_fails_without_truncating_the_file(queue, root):
+    report = run(queue, "file_write", "bad \udc80 surrogate", str(root / "f.txt"))
     failed(report, "UnicodeEncodeError", "surrogate")
     assert snapshot(root) == BASE
 
 
-def test_file_write_text_is_encoded_as_open_would_encode_it(q, root):
-    ok(run(q, "file_write", "çà\nline", str(root / "f.txt")))
+def test_file_write_text_is_encoded_as_open_would_encode_it(queue, root):
+    ok(run(queue, "file_write", "çà\nline", str(root / "f.txt")))
     with open(root / "f.txt") as stream:  # the same default encoding and newline translation
         assert stream.read() == "çà\nline"
     expected = "çà\nline".encode(stream.encoding).replace(b"\n", os.linesep.encode())
@@ -583,24 +575,24 @@ def good_arguments(name: str, root: Path) -> List[Any]:
 @pytest.mark.parametrize("name, index", path_parameters())
 @pytest.mark.parametrize("bad", [None, 3.5, True, object(), bytearray(b"f.txt")],
                          ids=["None", "float", "bool", "object", "bytearray"])
-def test_a_path_that_is_not_str_bytes_or_pathlike_is_a_type_error_at_the_call(q, root, name, index, bad):
+def test_a_path_that_is_not_str_bytes_or_pathlike_is_a_type_error_at_the_call(queue, root, name, index, bad):
     collect = Collector()
     args = good_arguments(name, root)
     args[index] = bad
     parameter = OPERATIONS[name].positional[index].name
     message = f"^{name}: {parameter} must be a path \\(str, bytes or os.PathLike\\), not "
-    for call in (lambda: getattr(q, name)(collect, *args),
+    for call in (lambda: getattr(queue, name)(collect, *args),
                  lambda: getattr(hddq, name)(collect, *args),
                  lambda: getattr(hddq, "oplist_" + name)(hddq.create_empty_oplist(), collect, *args)):
         with pytest.raises(TypeError, match=message) as raised:
             call()
         assert repr(bad)[:40] in str(raised.value)
     assert hddq.default_queue().wait_idle(timeout=30)
-    nothing_ran(q, collect, root)
+    nothing_ran(queue, collect, root)
 
 
 @pytest.mark.parametrize("name, index", path_parameters())
-def test_an_int_path_is_refused_and_no_descriptor_is_used(q, root, name, index):
+def test_an_int_path_is_refused_and_no_descriptor_is_used(queue, root, name, index):
     """open() would take the int as a file descriptor: reading it, writing it, closing it."""
     read_end, write_end = os.pipe()
     try:
@@ -613,9 +605,9 @@ def test_an_int_path_is_refused_and_no_descriptor_is_used(q, root, name, index):
             with pytest.raises(TypeError, match=f"^{name}: {parameter} must be a path .*, not {fd}$"):
                 getattr(hddq, name)(collect, *args)
             with pytest.raises(TypeError, match=f"^{name}: {parameter} must be a path"):
-                getattr(q, name)(collect, *args)
+                getattr(queue, name)(collect, *args)
         assert hddq.default_queue().wait_idle(timeout=30)
-        nothing_ran(q, collect, root)
+        nothing_ran(queue, collect, root)
         os.write(write_end, b"!")  # both ends still open, the data still there
         assert os.read(read_end, 100) == b"in the pipe!"
     finally:
@@ -628,43 +620,44 @@ class BadPath:
         return 42
 
 
-def test_a_pathlike_whose_fspath_is_not_a_path_is_refused(q, root):
+def test_a_pathlike_whose_fspath_is_not_a_path_is_refused(queue, root):
     collect = Collector()
     with pytest.raises(TypeError, match="file_read: filename must be a path .*BadPath"):
-        q.file_read(collect, BadPath())
-    nothing_ran(q, collect, root)
+        queue.file_read(collect, BadPath())
+    nothing_ran(queue, collect, root)
 
 
-def test_bytes_and_pathlike_paths_work_everywhere_atomic_writes_too(q, root):
-    ok(run(q, "file_write", "by bytes", os.fsencode(root / "f.txt"), atomic=True))
-    ok(run(q, "file_read", os.fsencode(root / "f.txt")), {"data": "by bytes"})
-    ok(run(q, "file_write", "by path", root / "g.txt", atomic=True, fsync=True))
-    ok(run(q, "file_copy", root / "g.txt", os.fsencode(root / "copied")))
-    ok(run(q, "directory_copy", os.fsencode(root / "d"), root / "copy"))
+def test_bytes_and_pathlike_paths_work_everywhere_atomic_writes_too(queue, root):
+    ok(run(queue, "file_write", "by bytes", os.fsencode(root / "f.txt"), atomic=True))
+    ok(run(queue, "file_read", os.fsencode(root / "f.txt")), {"data": "by bytes"})
+    ok(run(queue, "file_write", "by path", root / "g.txt", atomic=True, fsync=True))
+    ok(run(queue, "file_copy", root / "g.txt", os.fsencode(root / "copied")))
+    ok(run(queue, "directory_copy", os.fsencode(root / "d"), root / "copy"))
     assert snapshot(root) == changed(add={"f.txt": "file:by bytes", "g.txt": "file:by path",
                                           "copied": "file:by path", **COPY_OF_D})
 
 
-def test_an_atomic_write_onto_a_symlink_replaces_its_target_and_keeps_the_link(q, root):
+def test_an_atomic_write_onto_a_symlink_replaces_its_target_and_keeps_the_link(queue, root):
     os.chmod(root / "out" / "keep.txt", 0o640)
     os.symlink("../out/keep.txt", root / "d" / "link")
-    ok(run(q, "file_write", "replaced", str(root / "d" / "link"), atomic=True, fsync=True))
+    ok(run(queue, "file_write", "replaced", str(root / "d" / "link"), atomic=True, fsync=True))
     assert snapshot(root) == changed(add={"d/link": "link:../out/keep.txt", "out/keep.txt": "file:replaced"})
     assert stat.S_IMODE(os.stat(root / "out" / "keep.txt").st_mode) == 0o640
 
 
-def test_an_atomic_write_through_a_chain_of_links_and_a_dangling_link(q, root):
+def test_an_atomic_write_through_a_chain_of_links_and_a_dangling_link(queue, root):
     os.symlink("lfile", root / "chain")
-    ok(run(q, "file_write", "via chain", str(root / "chain"), atomic=True))
-    ok(run(q, "file_write", "made", str(root / "ldang"), atomic=True))
+    ok(run(queue, "file_write", "via chain", str(root / "chain"), atomic=True))
+    ok(run(queue, "file_write", "made", str(root / "ldang"), atomic=True))
     assert snapshot(root) == changed(add={
         "chain": "link:lfile", "f.txt": "file:via chain", "nowhere": "file:made"})
 
 
-def test_an_atomic_write_onto_a_symlink_loop_fails_like_the_plain_write(q, root):
+def test_an_atomic_write_onto_a_symlink_loop_fails_like_the_plain_write(queue, root):
     os.symlink("loop-b", root / "loop-a")
     os.symlink("loop-a", root / "loop-b")
-    plain = failed(run(q, "file_write", "x", str(root / "loop-a")), "OSError", "symbolic links")
-    atomic = failed(run(q, "file_write", "x", str(root / "loop-a"), atomic=True), "OSError", "symbolic links")
+    plain = failed(run(queue, "file_write", "x", str(root / "loop-a")), "OSError", "symbolic links")
+    atomic = failed(run(queue, "file_write", "x", str(root / "loop-a"), atomic=True),
+                    "OSError", "symbolic links")
     assert plain.split(":")[1] == atomic.split(":")[1] == f" [Errno {errno.ELOOP}] {os.strerror(errno.ELOOP)}"
     assert snapshot(root) == changed(add={"loop-a": "link:loop-b", "loop-b": "link:loop-a"})
