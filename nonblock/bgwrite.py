@@ -26,8 +26,8 @@ import io
 import os
 from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple, Union
 
-from nonblock import _checks
-from nonblock.hddq import HddQueue, Task, checked_predecessors, default_queue
+from nonblock import _checks, streamwriter
+from nonblock.hddq import HddQueue, default_queue
 from nonblock.priority import (
     BG_IO_PRIOS,
     DEFAULT_IO_PRIORITY,
@@ -35,7 +35,7 @@ from nonblock.priority import (
     BackgroundIOPriority,
     resolve_priority,
 )
-from nonblock.streamjob import Block, StreamWriteJob
+from nonblock.streamwriter import Block, WriteRequest
 
 __all__ = [
     "BG_IO_PRIOS",
@@ -51,7 +51,7 @@ Payload = Union[str, bytes, bytearray, memoryview, Sequence[Any]]
 Callback = Optional[Any]
 
 
-class BackgroundWriteProcess(Task[int], StreamWriteJob):
+class BackgroundWriteProcess(WriteRequest):
     """A background write: a :class:`~nonblock.hddq.Task` whose result is the count written.
 
     Made and started by :func:`bgwrite` and :func:`bgwrite_chunk`; build one
@@ -73,10 +73,11 @@ class BackgroundWriteProcess(Task[int], StreamWriteJob):
     a text stream), ``wait(timeout=None) -> bool``, and everything a
     :class:`concurrent.futures.Future` offers.
 
-    It is also the job the queue runs (a :class:`~nonblock.streamjob.StreamWriteJob`):
-    the task the caller holds and the work behind it are one object, because
-    a program may make thousands of these a second, and each object more per
-    write is allocated, tracked by the garbage collector and freed.
+    It is also the request its stream's writer works through (a
+    :class:`~nonblock.streamwriter.WriteRequest`): the task the caller holds and
+    the payload behind it are one object, because a program may make thousands
+    of these a second, and each object more per write is allocated, tracked by
+    the garbage collector and freed.
     """
 
     # Slots, for the reason Task gives: a field that only some writes set would
@@ -134,7 +135,7 @@ class BackgroundWriteProcess(Task[int], StreamWriteJob):
         if kind is _TEXT:
             _refuse_nonblocking_text(fileObj)
         blocks, is_list = _payload_blocks(dataBlocks, kind)
-        Task.__init__(self)
+        WriteRequest.__init__(self)
         if on_success is not None or on_fail is not None or on_end is not None:
             _checks.optional_callables(on_success=on_success, on_fail=on_fail, on_end=on_end)
             self.on_success, self.on_fail, self.on_end = on_success, on_fail, on_end
@@ -143,9 +144,10 @@ class BackgroundWriteProcess(Task[int], StreamWriteJob):
         self._target_queue = queue
         if chunkSize is None and not is_list:
             chunkSize = profile.defaultChunkSize
-        StreamWriteJob.__init__(
-            self, fileObj, blocks, chunkSize, profile.bandwidthPct, profile.numChunksRateSmoothing,
+        self.set_payload(
+            fileObj, blocks, chunkSize, profile.bandwidthPct, profile.numChunksRateSmoothing,
             bool(closeWhenFinished), bool(fsync), len(dataBlocks) if type(dataBlocks) is bytes else None,
+            chainAfter,
         )
 
     def start(self, timeout: Optional[float] = None) -> None:
@@ -155,18 +157,14 @@ class BackgroundWriteProcess(Task[int], StreamWriteJob):
         ``max_pending_bytes``, up to *timeout* seconds (None: as long as it
         takes); then raises TimeoutError, having queued nothing.
         """
-        if self._queue is not None:
+        if self.queue is not None:
             raise RuntimeError("a BackgroundWriteProcess can be started only once")
         target = self._target_queue if self._target_queue is not None else default_queue()
-        if self.chainAfter is not None and self.chainAfter._queue is None:
+        if self.chainAfter is not None and self.chainAfter.queue is None:
             raise ValueError(
                 f"chainAfter has not been started, so this write would wait forever: {self.chainAfter!r}"
             )
-        if self.chainAfter is None:
-            target._submit(self, self, self.stream, (), self.total, timeout)  # submit_job, minus its checks
-        else:
-            predecessors = checked_predecessors(self, (self.chainAfter,))
-            target._submit(self, self, self.stream, predecessors, self.total, timeout)
+        streamwriter.submit(self, target, timeout)
 
     @property
     def backgroundIOPriority(self) -> BackgroundIOPriority:
@@ -185,7 +183,7 @@ class BackgroundWriteProcess(Task[int], StreamWriteJob):
 
     @closeWhenFinished.setter
     def closeWhenFinished(self, value: bool) -> None:
-        if self._queue is not None:
+        if self.queue is not None:
             raise RuntimeError("closeWhenFinished cannot change once the write has started")
         self.close_when_finished = bool(value)
 
@@ -222,7 +220,7 @@ class BackgroundWriteProcess(Task[int], StreamWriteJob):
 
     def is_alive(self) -> bool:
         """True from start() until finished, like ``Thread.is_alive``."""
-        return self._queue is not None and not self.done()
+        return self.queue is not None and not self.done()
 
 
 def bgwrite(

@@ -16,9 +16,10 @@ How the work moves:
   encoding) *without* the disk token, then takes the token, does the IO, gives the
   token back and does the bookkeeping.  So one op touches the disk at a time while
   the sister thread prepares the next one.
-* Before an op, a job may take along the tasks waiting right behind it in its
-  lane (see :class:`Job`): many small writes to one stream then cost one op,
-  one write and one flush.
+* A job may own tasks of its own, beside the one it runs under (a stream's
+  writer completes a task per caller's write): it ends them with
+  :meth:`Engine.complete`, which keeps their completions in order with the
+  queue's others.
 * A job that wants to slow down (bandwidth throttling) goes into a timer heap; a
   job whose stream said EAGAIN waits in ``poll()`` for writability.  Neither holds
   the disk token, and a throttled job does not hold an IO thread either.
@@ -60,10 +61,11 @@ from typing import (
     Protocol,
     Sequence,
     Tuple,
+    Union,
 )
 
 from nonblock import _checks
-from nonblock.task import _CREATED, PENDING, ExecutionState, Task, claim_as_carried, end_io_in_order
+from nonblock.task import _CREATED, ExecutionState, Task, end_io_in_order
 
 __all__ = [
     "Engine",
@@ -95,7 +97,7 @@ class Step:
     """What a job asks the queue for after one op.
 
     Use the constructors: :meth:`more`, :meth:`sleep`, :meth:`wait_writable`,
-    :meth:`wait_readable`, :meth:`done`.
+    :meth:`wait_readable`, :meth:`wait_for`, :meth:`done`.
     """
 
     __slots__ = ("kind", "value")
@@ -105,6 +107,7 @@ class Step:
     WAIT_WRITABLE = 2
     DONE = 3
     WAIT_READABLE = 4
+    WAIT_FOR = 5
 
     def __init__(self, kind: int, value: Any = None) -> None:
         self.kind = kind
@@ -131,6 +134,11 @@ class Step:
         return cls(cls.WAIT_READABLE, fileno)
 
     @classmethod
+    def wait_for(cls, task: Task[Any]) -> Step:
+        """Run the next op once *task* has finished its IO (it may belong to any queue)."""
+        return cls(cls.WAIT_FOR, task)
+
+    @classmethod
     def done(cls, result: Any = None) -> Step:
         """The job is complete; *result* becomes the task's result."""
         return cls(cls.DONE, result)
@@ -149,7 +157,7 @@ def checked_predecessors(task: Task[Any], after: Iterable[Optional[Task[Any]]]) 
             raise TypeError(f"after must hold nonblock Tasks or None, not {predecessor!r}")
         if predecessor is task:
             raise ValueError("a task cannot run after itself")
-        if predecessor._queue is None:
+        if predecessor.queue is None:
             # Nothing would ever end it: the task would wait forever, and so would the exit.
             raise ValueError(f"after holds a task that was never submitted (start it first): {predecessor!r}")
         predecessors.append(predecessor)
@@ -166,6 +174,9 @@ def _check_step(step: Any) -> None:
     elif step.kind in (Step.WAIT_WRITABLE, Step.WAIT_READABLE):
         if step.value is not None and (isinstance(step.value, bool) or not isinstance(step.value, int)):
             raise TypeError(f"Step.wait_writable/wait_readable need a descriptor or None, not {step.value!r}")
+    elif step.kind == Step.WAIT_FOR:
+        if not isinstance(step.value, Task) or step.value.queue is None:
+            raise TypeError(f"Step.wait_for needs a submitted Task, not {step.value!r}")
     elif step.kind not in (Step.MORE, Step.DONE):
         raise TypeError(f"unknown step kind {step.kind!r}")
 
@@ -176,27 +187,18 @@ class Job(Protocol):
     ``prepare()`` runs on an IO thread without the disk token: slicing,
     encoding, anything that does not touch the device.  It may run more than
     once before the op (if the disk was busy, the task waits for the next turn
-    already prepared), so it must do nothing when the op is prepared already.  ``perform(task)`` runs
-    holding the disk token and returns a :class:`Step`; an exception it raises
-    fails the task.  ``abandon(cause)`` runs, holding the token, instead of the
-    job when a task it was chained after failed: it cleans up (closing a stream
-    it owns, say) and returns the exception to record, or None for the default
-    :class:`PredecessorFailed`.
-
-    A job may also offer ``take_along(tasks) -> int``: before an op, the queue
-    offers it the tasks waiting next in its lane (free of any other wait, not
-    cancelled), in order, and the job says how many of the first ones it takes.
-    A task it takes is *carried*: it leaves the lane, can no longer be
-    cancelled, and its work is done by this job's ops.  Carried tasks share
-    the fate of the task that carries them: when it ends, the queue asks
-    ``rider_results(error)`` (*error* is that task's, or None) for their
-    results, in order, and ends them right after it: each with its result, or
-    all with *error*.  That is how many small writes to one stream become one op.
+    already prepared), so it must do nothing when the op is prepared already.
+    ``perform(task)`` runs holding the disk token and returns a :class:`Step`;
+    an exception it raises fails the task.  (A job given to
+    :meth:`Engine.schedule` has no task: it is given None.)  ``abandon(cause)``
+    runs, holding the token, instead of the job when a task it was chained
+    after failed: it cleans up (closing a stream it owns, say) and returns the
+    exception to record, or None for the default :class:`PredecessorFailed`.
     """
 
     def prepare(self) -> None: ...
 
-    def perform(self, task: Task[Any]) -> Step: ...
+    def perform(self, task: Optional[Task[Any]]) -> Step: ...
 
     def abandon(self, cause: BaseException) -> Optional[BaseException]: ...
 
@@ -214,12 +216,37 @@ def _default_max_pending_bytes() -> int:
 
 
 DEFAULT_MAX_PENDING_BYTES = _default_max_pending_bytes()
-_RIDERS_OFFERED_AT_ONCE = 256
 _LONG_OP_SECONDS = 0.0005
 _EAGAIN_BACKOFF = 0.001  # for a stream that said EAGAIN but has no descriptor to poll
 
 _live_queues: weakref.WeakSet[Engine] = weakref.WeakSet()
 _exit_hook_registered = False
+
+
+class _WorkItem:
+    """What the engine knows of one submission, kept beside its Task rather than on it.
+
+    As ``concurrent.futures.thread._WorkItem`` sits beside its Future: the job
+    to run, the task it completes (None for a job given to
+    :meth:`Engine.schedule`), its lane, how many gates still hold it, and why it
+    is to be abandoned rather than run.
+    """
+
+    __slots__ = ("job", "task", "lane", "gates", "abandon_cause", "daemon")
+
+    def __init__(self, job: Job, task: Optional[Task[Any]], lane: Optional[Hashable] = None,
+                 daemon: bool = False) -> None:
+        self.job = job
+        self.task = task
+        self.lane = lane
+        self.gates = 0
+        self.abandon_cause: Optional[BaseException] = None
+        self.daemon = daemon
+
+
+# A submission from inside the queue, waiting in its inbox: the item and its predecessors.
+_Deferred = Tuple[_WorkItem, Sequence[Task[Any]]]
+_PARENTS_TASK = "this task belongs to the parent process, which runs it"
 
 
 class Engine:
@@ -277,43 +304,42 @@ class Engine:
         # work on a thread inside the queue does not wait for itself; such a
         # submission goes through _inbox instead (see _submit).
         self._lock = threading.RLock()
-        self._inbox: queue.SimpleQueue[Tuple[Job, Task[Any], Optional[Hashable], Sequence[Task[Any]]]] = (
-            queue.SimpleQueue()
-        )
+        # Submissions (and room taken) from inside the queue, for an IO thread to take in.
+        self._inbox: queue.SimpleQueue[Union[int, _Deferred]] = queue.SimpleQueue()
         self._work_ready = threading.Condition(self._lock)
         # What pending work weighs (bgwrite payloads), bounded by max_pending_bytes:
-        # submitters wait on _room; every end of IO gives its tasks' weight back.
+        # submitters wait on _room; every end of a write gives its weight back.
         self._room = threading.Condition(self._lock)
         self._room_waiters = 0
         self._weight_held = 0
         self._drained = threading.Condition(self._lock)
         # The right to touch the disk.  A thread that finds it taken does not
         # queue for it (a hand-over per op costs a thread switch, which dwarfs a
-        # small write); it puts its prepared task back at the head of the ready
+        # small write); it puts its prepared item back at the head of the ready
         # deque, where the holder takes it next.  Fairness lives in the deque.
         self._disk_token = threading.Lock()
-        self._ready: Deque[Task[Any]] = collections.deque()
-        self._timers: List[Tuple[float, int, Task[Any]]] = []
-        # (descriptor, poll events, task): tasks waiting in poll() to write or read.
-        self._fd_waiters: List[Tuple[int, int, Task[Any]]] = []
-        # Tasks that must not hold up a drain or the exit (a bgread of a pipe that
-        # may never end): not counted in _accepted or _io_pending.
-        self._daemon_tasks: set[Task[Any]] = set()
-        self._lanes: Dict[Hashable, Deque[Task[Any]]] = {}
+        self._ready: Deque[_WorkItem] = collections.deque()
+        self._timers: List[Tuple[float, int, _WorkItem]] = []
+        # (descriptor, poll events, item): work waiting in poll() to write or read.
+        self._fd_waiters: List[Tuple[int, int, _WorkItem]] = []
+        # Work not yet ended.  Daemon work (a bgread of a pipe that may never end)
+        # is kept apart: it never holds up a drain or the exit.
+        self._items: set[_WorkItem] = set()
+        self._daemon_items: set[_WorkItem] = set()
+        self._lanes: Dict[Hashable, Deque[_WorkItem]] = {}
         self._tiebreak = itertools.count()
-        self._accepted: set[Task[Any]] = set()
-        self._io_pending = 0
         self._shutdown_requested = False
         self._threads: List[threading.Thread] = []
         self._completions: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._poller_active = False
         self._idle_io_threads = 0  # waiting on _work_ready, so worth a notify()
-        self._busy_io_threads = 0  # between taking a task and asking for the next
+        self._busy_io_threads = 0  # between taking an item and asking for the next
         self._ops_are_long = False  # the last op held the disk long enough to prepare beside it
         self._undelivered = 0  # completions handed to the callback thread, not yet delivered
         self._wake_fds: Optional[Tuple[int, int]] = None
-        # The most recent submission: work may join a task that is still the
-        # last one queued (and not started) without changing the queue's order.
+        # The task of the most recent submission (None for a scheduled job): work
+        # may join a task that is still the last one queued (and not started)
+        # without changing the queue's order.
         self.last_submitted: Optional[Task[Any]] = None
 
     # -- submitting ---------------------------------------------------------------
@@ -337,114 +363,102 @@ class Engine:
         """
         if task is None:
             task = Task()
-        return self._submit(job, task, lane, checked_predecessors(task, after) if after else ())
+        predecessors = checked_predecessors(task, after) if after else ()
+        self._submit(_WorkItem(job, task, lane), predecessors)
+        return task
 
-    def _submit(
-        self, job: Job, task: Task[Any], lane: Optional[Hashable], predecessors: Sequence[Task[Any]],
-        weight: int = 0, timeout: Optional[float] = None,
-    ) -> Task[Any]:
-        """submit_job() once its arguments are checked; all positional, for the callers of small writes.
+    def schedule(self, job: Job) -> None:
+        """Queue *job* with no task of its own: its ``perform`` is given None.
 
-        *weight* (a payload's size) counts against max_pending_bytes until the
-        task's IO ends; past the bound this waits up to *timeout* seconds, then
-        raises TimeoutError having queued nothing.
+        For a job that completes its callers' tasks itself (see :meth:`complete`),
+        such as a stream's writer.  It counts as pending work until it returns
+        ``Step.done()``; an exception it raises is logged.  Raises
+        :class:`QueueShutdown` once :meth:`shutdown` has been called.
         """
+        self._submit(_WorkItem(job, None), ())
+
+    def _submit(self, item: _WorkItem, predecessors: Sequence[Task[Any]]) -> None:
         lock = self._lock
         if lock._is_owned():  # type: ignore[attr-defined]
             # This thread is inside the queue already: a GC finalizer or a signal
             # handler interrupted it there.  The structures may be half-way through
             # a change, so the submission waits in a lock-free inbox for an IO thread.
-            task._weight = weight
-            return self._defer(job, task, lane, predecessors)
+            self._refuse_unless_accepting(item.task)
+            if item.task is not None:
+                item.task.attach(self)  # taken: a second submission is refused
+            self._inbox.put((item, predecessors))  # SimpleQueue.put is safe here, by design
+            self._work_ready.notify()  # allowed: this thread holds the lock
+            if self._poller_active:
+                self._wake_poller()
+            return
         with lock:
-            self._refuse_unless_accepting(task)
+            self._refuse_unless_accepting(item.task)
             if not self._threads:
                 self._start_threads()  # before accepting: if it fails, nothing is queued
-            if weight:
-                held = self._weight_held
-                if held and held + weight > self._max_pending and not self.owns_current_thread():
-                    self._wait_for_room(weight, timeout)
-                    self._refuse_unless_accepting(task)  # shut down meanwhile?
-                self._weight_held += weight
-                task._weight = weight
-            self._accept(job, task, lane, predecessors)
+            if item.task is not None:
+                item.task.attach(self)
+            self._accept(item, predecessors)
         if predecessors:
-            self._hook_predecessors(task, predecessors)
-        return task
+            self._hook_predecessors(item, predecessors)
 
-    def _wait_for_room(self, weight: int, timeout: Optional[float]) -> None:
-        """Wait, with the lock held, until *weight* more fits under max_pending_bytes."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        self._room_waiters += 1
-        try:
-            while self._weight_held and self._weight_held + weight > self._max_pending:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise TimeoutError(
-                        f"no room for {weight} more bytes within timeout={timeout!r}: pending work "
-                        f"holds {self._weight_held} (max_pending_bytes={self._max_pending})"
-                    )
-                self._room.wait(remaining)
-        finally:
-            self._room_waiters -= 1
-
-    def _refuse_unless_accepting(self, task: Task[Any]) -> None:
+    def _refuse_unless_accepting(self, task: Optional[Task[Any]]) -> None:
         if self._shutdown_requested:
             raise QueueShutdown(f"the HDD queue {self.name!r} has been shut down")
-        if task._queue is not None:
+        if task is not None and task.queue is not None:
             raise RuntimeError(f"{task!r} has already been submitted")
 
-    def _accept(
-        self, job: Job, task: Task[Any], lane: Optional[Hashable], predecessors: Sequence[Task[Any]]
-    ) -> None:
-        """Put a submitted task in its place; called with the lock held."""
-        task._queue = self
-        task._job = job
-        task._lane = lane
+    def _accept(self, item: _WorkItem, predecessors: Sequence[Task[Any]]) -> None:
+        """Put a submitted item in its place; called with the lock held."""
         # With predecessors, one more gate for the submission itself, opened by
         # _hook_predecessors once every predecessor hook is in place, so that no
-        # hook can start the task too early.
+        # hook can start the item too early.
         gates = 1 + len(predecessors) if predecessors else 0
+        lane = item.lane
         if lane is not None:
             waiting = self._lanes.get(lane)
             if waiting is None:
                 self._lanes[lane] = collections.deque()
             else:
-                waiting.append(task)
+                waiting.append(item)
                 gates += 1
-        task._gates = gates
-        self._accepted.add(task)
-        self.last_submitted = task
-        self._io_pending += 1
+        item.gates = gates
+        self._items.add(item)
+        self.last_submitted = item.task
         if not gates:
-            self._make_ready(task)
+            self._make_ready(item)
 
-    def _hook_predecessors(self, task: Task[Any], predecessors: Sequence[Task[Any]]) -> None:
+    def _hook_predecessors(self, item: _WorkItem, predecessors: Sequence[Task[Any]]) -> None:
         for predecessor in predecessors:
-            predecessor._when_io_done(self._predecessor_done_hook(task))
-        self._open_gate(task)
+            predecessor.add_io_done_hook(self._predecessor_done_hook(item))
+        self._open_gate(item)
 
-    def _defer(
-        self, job: Job, task: Task[Any], lane: Optional[Hashable], predecessors: Sequence[Task[Any]]
-    ) -> Task[Any]:
-        """Submit from inside the queue (this thread holds its lock): through the inbox."""
-        self._refuse_unless_accepting(task)
-        task._queue = self  # taken: a second submission is refused
-        self._inbox.put((job, task, lane, predecessors))  # SimpleQueue.put is safe here, by design
-        self._work_ready.notify()  # allowed: this thread holds the lock
-        if self._poller_active:
-            self._wake_poller()
-        return task
+    def _predecessor_done_hook(self, item: _WorkItem) -> Callable[[Task[Any]], None]:
+        def predecessor_done(predecessor: Task[Any]) -> None:
+            failure = predecessor.io_error
+            if failure is not None and item.abandon_cause is None:
+                item.abandon_cause = failure
+            self._open_gate(item)
+
+        return predecessor_done
+
+    def _open_gate(self, item: _WorkItem) -> None:
+        with self._lock:
+            item.gates -= 1
+            if item.gates == 0:
+                self._make_ready(item)
 
     def _take_in_deferred(self) -> None:
         """Accept what was submitted from inside the queue; called by an IO thread holding the lock."""
         inbox = self._inbox
         while not inbox.empty():
-            job, task, lane, predecessors = inbox.get()
-            self._weight_held += task._weight  # never waited for: a finalizer or handler must not wait
-            self._accept(job, task, lane, predecessors)
+            entry = inbox.get()
+            if isinstance(entry, int):  # room taken from inside the queue (see reserve_room)
+                self._weight_held += entry
+                continue
+            item, predecessors = entry
+            self._accept(item, predecessors)
             if predecessors:
-                self._hook_predecessors(task, predecessors)  # takes the (re-entrant) lock again
+                self._hook_predecessors(item, predecessors)  # takes the (re-entrant) lock again
 
     def submit_daemon_job(self, job: Job, task: Optional[Task[Any]] = None) -> Task[Any]:
         """Queue *job* as a daemon: it never holds up :meth:`wait_idle`, :meth:`shutdown` or the exit.
@@ -458,39 +472,21 @@ class Engine:
         if task is None:
             task = Task()
         with self._lock:
-            if self._shutdown_requested:
-                raise QueueShutdown(f"the HDD queue {self.name!r} has been shut down")
-            if task._queue is not None:
-                raise RuntimeError(f"{task!r} has already been submitted")
+            self._refuse_unless_accepting(task)
             if not self._threads:
                 self._start_threads()
-            task._queue = self
-            task._job = job
-            self._daemon_tasks.add(task)
-            self._make_ready(task)
+            task.attach(self)
+            item = _WorkItem(job, task, daemon=True)
+            self._daemon_items.add(item)
+            self._make_ready(item)
         return task
 
-    def _predecessor_done_hook(self, task: Task[Any]) -> Callable[[Task[Any]], None]:
-        def predecessor_done(predecessor: Task[Any]) -> None:
-            failure = predecessor._io_exception
-            if failure is not None and task._abandon_cause is None:
-                task._abandon_cause = failure
-            self._open_gate(task)
-
-        return predecessor_done
-
-    def _open_gate(self, task: Task[Any]) -> None:
-        with self._lock:
-            task._gates -= 1
-            if task._gates == 0:
-                self._make_ready(task)
-
-    def _make_ready(self, task: Task[Any], *, taken_next_by_caller: bool = False) -> None:
+    def _make_ready(self, item: _WorkItem, *, taken_next_by_caller: bool = False) -> None:
         # Called with the lock held.
         was_empty = not self._ready
-        self._ready.append(task)
+        self._ready.append(item)
         if taken_next_by_caller:
-            # An IO thread releasing its lane's next task goes straight back for
+            # An IO thread releasing its lane's next item goes straight back for
             # work; waking the sister for it would only add a thread switch.
             return
         # A working IO thread takes this itself once its op is done; waking the
@@ -507,6 +503,47 @@ class Engine:
             self._work_ready.notify()
         if self._poller_active:
             self._wake_poller()
+
+    # -- the memory bound ---------------------------------------------------------------
+
+    def reserve_room(self, weight: int, timeout: Optional[float] = None) -> None:
+        """Count *weight* bytes more against ``max_pending_bytes``, waiting for room if need be.
+
+        For a job that owns its callers' tasks (see :meth:`complete`).  Past the
+        bound this waits up to *timeout* seconds for the disk, then raises
+        TimeoutError, having counted nothing; on one of the queue's own threads
+        it never waits.  Raises :class:`QueueShutdown` once the queue is shut down.
+        """
+        lock = self._lock
+        if lock._is_owned():  # type: ignore[attr-defined]
+            # Inside the queue already (a GC finalizer or a signal handler): the
+            # counter may be half-way through a change, so an IO thread adds it.
+            self._refuse_unless_accepting(None)
+            self._inbox.put(weight)
+            return
+        with lock:
+            self._refuse_unless_accepting(None)
+            held = self._weight_held
+            if held and held + weight > self._max_pending and not self.owns_current_thread():
+                self._wait_for_room(weight, timeout)
+                self._refuse_unless_accepting(None)  # shut down meanwhile?
+            self._weight_held += weight
+
+    def _wait_for_room(self, weight: int, timeout: Optional[float]) -> None:
+        """Wait, with the lock held, until *weight* more fits under max_pending_bytes."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._room_waiters += 1
+        try:
+            while self._weight_held and self._weight_held + weight > self._max_pending:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(
+                        f"no room for {weight} more bytes within timeout={timeout!r}: pending work "
+                        f"holds {self._weight_held} (max_pending_bytes={self._max_pending})"
+                    )
+                self._room.wait(remaining)
+        finally:
+            self._room_waiters -= 1
 
     # -- threads ----------------------------------------------------------------
 
@@ -529,19 +566,19 @@ class Engine:
     def _io_worker(self) -> None:
         busy = deferred = False
         while True:
-            task = self._next_ready_task(busy, deferred)
-            if task is None:
+            item = self._next_ready_item(busy, deferred)
+            if item is None:
                 return
             busy = True
-            deferred = not self._run_one_op(task)
-            task = None  # an idle thread holds no finished task
+            deferred = not self._run_one_op(item)
+            item = None  # an idle thread holds no finished work
 
-    def _next_ready_task(self, was_busy: bool, deferred: bool) -> Optional[Task[Any]]:
+    def _next_ready_item(self, was_busy: bool, deferred: bool) -> Optional[_WorkItem]:
         with self._lock:
             if was_busy:
                 self._busy_io_threads -= 1
             if deferred and self._busy_io_threads:
-                # The token holder is at work and takes the task we put back
+                # The token holder is at work and takes the item we put back
                 # when its op ends; wait for other work rather than spin on it.
                 self._idle_io_threads += 1
                 try:
@@ -555,8 +592,8 @@ class Engine:
                     now = time.monotonic()
                     while self._timers and self._timers[0][0] <= now:
                         self._ready.append(heapq.heappop(self._timers)[2])
-                if self._shutdown_requested and self._io_pending == 0:
-                    # Only daemon tasks can be left: they do not keep the queue going.
+                if self._shutdown_requested and not self._items:
+                    # Only daemon work can be left: it does not keep the queue going.
                     self._work_ready.notify_all()
                     if self._poller_active:
                         self._wake_poller()
@@ -594,7 +631,7 @@ class Engine:
         poller = select.poll()
         poller.register(wake_read, select.POLLIN)
         wanted: Dict[int, int] = {}
-        for fileno, events, _task in self._fd_waiters:
+        for fileno, events, _item in self._fd_waiters:
             wanted[fileno] = wanted.get(fileno, 0) | events  # one registration per descriptor
         for fileno, events in wanted.items():
             poller.register(fileno, events)
@@ -608,7 +645,7 @@ class Engine:
         _drain_wake_pipe(wake_read)
         ready_fds = {fileno for fileno, _mask in happened if fileno != wake_read}
         if ready_fds:
-            # Any event on a descriptor (an error or a hang-up too) lets its task
+            # Any event on a descriptor (an error or a hang-up too) lets its item
             # try again: its op meets the error or the end itself.
             still_waiting = []
             for waiter in self._fd_waiters:
@@ -618,33 +655,31 @@ class Engine:
                     still_waiting.append(waiter)
             self._fd_waiters = still_waiting
 
-    def _take_waiting_daemons(self) -> List[Task[Any]]:
-        """Remove the daemon tasks waiting anywhere in the queue; called with the lock held."""
-        daemons = self._daemon_tasks
+    def _take_waiting_daemons(self) -> List[_WorkItem]:
+        """Remove the daemon items waiting anywhere in the queue; called with the lock held."""
+        daemons = self._daemon_items
         if not daemons:
             return []
-        taken = [task for task in self._ready if task in daemons]
+        taken = [item for item in self._ready if item in daemons]
         taken += [entry[2] for entry in self._timers if entry[2] in daemons]
         taken += [entry[2] for entry in self._fd_waiters if entry[2] in daemons]
         if taken:
-            self._ready = collections.deque(task for task in self._ready if task not in daemons)
+            self._ready = collections.deque(item for item in self._ready if item not in daemons)
             self._timers = [entry for entry in self._timers if entry[2] not in daemons]
             heapq.heapify(self._timers)
             self._fd_waiters = [entry for entry in self._fd_waiters if entry[2] not in daemons]
         return taken
 
-    def _abandon_daemons(self, tasks: List[Task[Any]]) -> None:
-        """End daemon tasks left waiting when the queue stops: their jobs clean up, they fail."""
-        for task in tasks:
+    def _abandon_daemons(self, items: List[_WorkItem]) -> None:
+        """End daemon work left waiting when the queue stops: its jobs clean up, its tasks fail."""
+        for item in items:
             failure = QueueShutdown(f"the HDD queue {self.name!r} stopped while this task waited")
-            job = task._job
-            if job is not None:
-                with self._disk_token:
-                    try:
-                        job.abandon(failure)
-                    except BaseException:
-                        logger.exception("cleaning up %r at shutdown failed", task)
-            self._io_finished(task, None, failure)
+            with self._disk_token:
+                try:
+                    item.job.abandon(failure)
+                except BaseException:
+                    logger.exception("cleaning up %r at shutdown failed", item.task)
+            self._io_finished(item, None, failure)
 
     def _wake_poller(self) -> None:
         if self._wake_fds is not None:
@@ -653,31 +688,28 @@ class Engine:
             except BlockingIOError:
                 pass  # the pipe is full, so a wake-up is pending already
 
-    def _run_one_op(self, task: Task[Any]) -> bool:
-        """Run the task's next op; False if the disk was taken and the task was put back."""
-        job = task._job
-        assert job is not None
+    def _run_one_op(self, item: _WorkItem) -> bool:
+        """Run the item's next op; False if the disk was taken and the item was put back."""
+        job, task = item.job, item.task
         try:
-            if task._execution_state is _CREATED and not task._start():
-                self._abandon_cancelled(task, job)
+            if task is not None and task.execution_state is _CREATED and not task.mark_running():
+                self._abandon_cancelled(item)
                 return True
-            if task._abandon_cause is not None:
+            if item.abandon_cause is not None:
                 if not self._disk_token.acquire(False):
-                    return self._put_back(task)
+                    return self._put_back(item)
                 try:
-                    failure = job.abandon(task._abandon_cause)
+                    failure = job.abandon(item.abandon_cause)
                 finally:
                     self._disk_token.release()
                 if failure is None:
                     failure = PredecessorFailed("a task this one was chained after failed")
-                    failure.__cause__ = task._abandon_cause
-                self._io_finished(task, None, failure)
+                    failure.__cause__ = item.abandon_cause
+                self._io_finished(item, None, failure)
                 return True
-            if task._lane is not None and self._lanes.get(task._lane):
-                self._offer_riders(task, job)
             job.prepare()
             if not self._disk_token.acquire(False):
-                return self._put_back(task)
+                return self._put_back(item)
             started = time.perf_counter()
             try:
                 step = job.perform(task)
@@ -686,85 +718,56 @@ class Engine:
             self._ops_are_long = time.perf_counter() - started > _LONG_OP_SECONDS
             _check_step(step)
         except BaseException as error:  # an op must never kill its thread
-            self._io_finished(task, None, error)
+            self._io_finished(item, None, error)
             # The error keeps its traceback, and the frames under this one keep
             # their locals (the task, its job): clear them, or a failed write
             # would wait for the garbage collector instead of its last reference.
             if error.__traceback__ is not None:
                 traceback.clear_frames(error.__traceback__.tb_next)
-            task = job = None  # type: ignore[assignment]
+            item = job = task = None  # type: ignore[assignment]
             return True
-        self._after_op(task, step)
+        self._after_op(item, step)
         return True
 
-    def _offer_riders(self, task: Task[Any], job: Job) -> None:
-        """Offer the tasks waiting next in *task*'s lane to its job (see :class:`Job`)."""
-        take_along = getattr(job, "take_along", None)
-        if take_along is None:
-            return
-        with self._lock:
-            waiting = self._lanes.get(task._lane)
-            while waiting:
-                # Only tasks held by nothing but their place in the lane; a few
-                # at a time, so that a long lane is not walked for each op.
-                candidates = []
-                for successor in itertools.islice(waiting, _RIDERS_OFFERED_AT_ONCE):
-                    if (successor._gates != 1 or successor._abandon_cause is not None
-                            or successor._state != PENDING):
-                        break
-                    candidates.append(successor)
-                taken = take_along(candidates) if candidates else 0
-                riders = candidates[:taken]
-                for rider in riders:
-                    waiting.popleft()
-                    rider._gates = 0
-                    rider._lane = None  # its place in the lane is its carrier's
-                claim_as_carried(riders)  # under this lock, which Task.cancel() takes too
-                if riders:
-                    if task._riders is None:
-                        task._riders = riders
-                    else:
-                        task._riders.extend(riders)
-                if taken < _RIDERS_OFFERED_AT_ONCE:
-                    return
-
-    def _abandon_cancelled(self, task: Task[Any], job: Job) -> None:
+    def _abandon_cancelled(self, item: _WorkItem) -> None:
         """A task cancelled before it ran: let its job clean up (close a stream it owns)."""
         cancelled = concurrent.futures.CancelledError()
         self._disk_token.acquire()  # rare, and the holder never waits for us
         try:
-            job.abandon(cancelled)
+            item.job.abandon(cancelled)
         except BaseException:
-            logger.exception("cleaning up cancelled %r failed", task)
+            logger.exception("cleaning up cancelled %r failed", item.task)
         finally:
             self._disk_token.release()
-        self._io_finished(task, None, cancelled)
+        self._io_finished(item, None, cancelled)
 
-    def _put_back(self, task: Task[Any]) -> bool:
+    def _put_back(self, item: _WorkItem) -> bool:
         with self._lock:
-            self._ready.appendleft(task)
+            self._ready.appendleft(item)
         return False
 
-    def _after_op(self, task: Task[Any], step: Step) -> None:
-        """Bookkeeping after an op: where the task waits for its next one."""
+    def _after_op(self, item: _WorkItem, step: Step) -> None:
+        """Bookkeeping after an op: where the item waits for its next one."""
         kind = step.kind
         if kind == Step.MORE:
             with self._lock:
-                self._ready.append(task)
+                self._ready.append(item)
         elif kind == Step.DONE:
-            self._io_finished(task, step.value, None)
+            self._io_finished(item, step.value, None)
         elif kind == Step.SLEEP:
             with self._lock:
                 deadline = time.monotonic() + step.value
-                heapq.heappush(self._timers, (deadline, next(self._tiebreak), task))
+                heapq.heappush(self._timers, (deadline, next(self._tiebreak), item))
+        elif kind == Step.WAIT_FOR:
+            step.value.add_io_done_hook(self._ready_again_hook(item))
         elif kind == Step.WAIT_WRITABLE or kind == Step.WAIT_READABLE:
             with self._lock:
                 if step.value is None or step.value < 0:
                     deadline = time.monotonic() + _EAGAIN_BACKOFF
-                    heapq.heappush(self._timers, (deadline, next(self._tiebreak), task))
+                    heapq.heappush(self._timers, (deadline, next(self._tiebreak), item))
                 else:
                     events = select.POLLOUT if kind == Step.WAIT_WRITABLE else select.POLLIN
-                    self._fd_waiters.append((step.value, events, task))
+                    self._fd_waiters.append((step.value, events, item))
                     if self._poller_active:
                         self._wake_poller()
                     elif self._ready:
@@ -772,71 +775,94 @@ class Engine:
                         # Otherwise this thread polls itself, a thread switch cheaper.
                         self._work_ready.notify()
         else:
-            self._io_finished(task, None, TypeError(f"job returned an unknown step {step!r}"))
+            self._io_finished(item, None, TypeError(f"job returned an unknown step {step!r}"))
 
-    def _io_finished(
-        self, task: Task[Any], result: Any, error: Optional[BaseException]
-    ) -> None:
-        """Record the end of a task's IO, release its successors, and complete it.
+    def _ready_again_hook(self, item: _WorkItem) -> Callable[[Task[Any]], None]:
+        def ready_again(_awaited: Task[Any]) -> None:
+            with self._lock:
+                self._make_ready(item)
+
+        return ready_again
+
+    # -- ending work ----------------------------------------------------------------
+
+    def _io_finished(self, item: _WorkItem, result: Any, error: Optional[BaseException]) -> None:
+        """Record the end of an item's IO, release its successors, and complete its task.
 
         A task with no callbacks at all, finishing while the callback thread has
         nothing queued, is completed right here: no user code runs, completions
         stay in order, and the hop to the callback thread (a thread switch per
         write, the biggest cost of a small write) is saved.  Any other task is
-        handed to the callback thread.  Tasks the task's job carried end right
-        after it, in order, before its lane moves on.
+        handed to the callback thread.
         """
-        # Reading _undelivered without the lock is enough to keep order: a
-        # predecessor handed to the callback thread counted itself there before
-        # this task could even start.  Once one task is handed over, the ones
-        # it carried follow it there.
-        riders = task._riders
-        if riders:
-            task._riders = None
-            members: Sequence[Task[Any]] = (task, *riders)
-            results: Sequence[Any] = (result, *task._job.rider_results(error))
+        task = item.task
+        if task is not None:
+            # Reading _undelivered without the lock is enough to keep order: a
+            # predecessor handed to the callback thread counted itself there
+            # before this task could even start.
+            _, handed_over, hooks = end_io_in_order((task,), (result,), error, self._undelivered == 0)
         else:
-            members, results = (task,), (result,)
-        ending = len(members)
-        completed, handed_over, hooks = end_io_in_order(members, results, error, self._undelivered == 0)
-        weight = task._weight
-        if riders:
-            weight += sum(rider._weight for rider in riders)
+            handed_over, hooks = [], []
+            if error is not None:
+                logger.error("the scheduled job %r failed", item.job, exc_info=error)
         with self._lock:
-            if weight:
-                self._weight_held -= weight
-                if self._room_waiters:
-                    self._room.notify_all()
-            daemons = self._daemon_tasks
-            if daemons and task in daemons:
-                daemons.discard(task)  # never counted as pending
-                if self._shutdown_requested and not daemons and not self._accepted:
-                    self._completions.put(_STOP)
+            if item.daemon:
+                self._daemon_items.discard(item)  # never counted as pending
             else:
-                self._io_pending -= ending
-            lane = task._lane
+                self._items.discard(item)
+            lane = item.lane
             if lane is not None:
                 waiting = self._lanes[lane]
                 if waiting:
                     successor = waiting.popleft()
-                    successor._gates -= 1
-                    if successor._gates == 0:
+                    successor.gates -= 1
+                    if successor.gates == 0:
                         self._make_ready(successor, taken_next_by_caller=True)
                 else:
                     del self._lanes[lane]
-            if self._shutdown_requested and self._io_pending == 0:
-                self._work_ready.notify_all()
-                if self._poller_active:
-                    self._wake_poller()
-            if completed:
-                self._accepted.difference_update(completed)
-                if not self._accepted:
-                    self._drained.notify_all()
-                    if self._shutdown_requested:
-                        self._completions.put(_STOP)  # the callback thread may be waiting to stop
             self._undelivered += len(handed_over)
-        for item in handed_over:
-            self._completions.put(item)
+            self._note_progress()
+        for entry in handed_over:
+            self._completions.put(entry)
+        for hook, member in hooks:
+            hook(member)
+
+    def _note_progress(self) -> None:
+        """Wake whoever waits for the queue to drain or stop; called with the lock held."""
+        if self._items:
+            return
+        if self._shutdown_requested:
+            self._work_ready.notify_all()
+            if self._poller_active:
+                self._wake_poller()
+            if not self._daemon_items:
+                self._completions.put(_STOP)  # the callback thread may be waiting to stop
+        if not self._undelivered:
+            self._drained.notify_all()
+
+    def complete(
+        self, tasks: Sequence[Task[Any]], results: Iterable[Any], error: Optional[BaseException],
+        weight: int = 0,
+    ) -> None:
+        """End tasks a job owns (not the one it runs under): each with its result, or all with *error*.
+
+        For a job that does the work of many callers' tasks, such as a stream's
+        writer.  Their completions keep their place in order with every other
+        completion of the queue: completed here when no callback is due and
+        nothing is waiting for the callback thread, handed to it otherwise.
+        *weight* is what they held of ``max_pending_bytes`` (see
+        :meth:`reserve_room`), given back now.
+        """
+        _, handed_over, hooks = end_io_in_order(tasks, results, error, self._undelivered == 0)
+        if weight or handed_over:
+            with self._lock:
+                if weight:
+                    self._weight_held -= weight
+                    if self._room_waiters:
+                        self._room.notify_all()
+                self._undelivered += len(handed_over)
+            for entry in handed_over:
+                self._completions.put(entry)
         for hook, member in hooks:
             hook(member)
 
@@ -845,30 +871,25 @@ class Engine:
         while True:
             if stop_requested:
                 with self._lock:
-                    if not self._accepted and not self._daemon_tasks and not self._undelivered:
+                    if not self._items and not self._daemon_items and not self._undelivered:
                         return
-            item = self._completions.get()
-            if item is _STOP:
+            entry = self._completions.get()
+            if entry is _STOP:
                 stop_requested = True
                 continue
-            if type(item) is _CallbackCall:
-                item.run()
-                with self._lock:
-                    self._undelivered -= 1
-                item = None
-                continue
-            task, result, error = item
-            try:
-                task._deliver(result, error)
-            except BaseException:
-                logger.exception("delivering %r failed", task)
-            finally:
-                with self._lock:
-                    self._undelivered -= 1
-                    self._accepted.discard(task)
-                    if not self._accepted:
-                        self._drained.notify_all()
-            item = task = result = error = None  # an idle thread holds no finished task
+            if type(entry) is _CallbackCall:
+                entry.run()
+            else:
+                task, result, error = entry
+                try:
+                    task.deliver(result, error)
+                except BaseException:
+                    logger.exception("delivering %r failed", task)
+            with self._lock:
+                self._undelivered -= 1
+                if not self._undelivered and not self._items:
+                    self._drained.notify_all()
+            entry = task = result = error = None  # an idle thread holds no finished task
 
     def call_on_callback_thread(self, function: Callable[..., object], *args: Any) -> None:
         """Run ``function(*args)`` on this queue's callback thread, in order with task completions.
@@ -914,13 +935,13 @@ class Engine:
     def is_shutdown(self) -> bool:
         """True once shutdown was asked for and everything accepted is done."""
         with self._lock:
-            return self._shutdown_requested and not self._accepted
+            return self._shutdown_requested and not self._items and not self._undelivered
 
     def wait_idle(self, timeout: Optional[float] = None) -> bool:
         """Block until every accepted task is done (callbacks included); return whether it is."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            while self._accepted or not self._inbox.empty():
+            while self._items or self._undelivered or not self._inbox.empty():
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
@@ -941,9 +962,15 @@ class Engine:
         The parent's tasks fail in the child (the parent still runs them), so a
         child that waits on one is told at once instead of waiting forever.
         """
-        abandoned = list(self._accepted) + list(self._daemon_tasks)
+        abandoned: List[Optional[Task[Any]]] = [item.task for item in (*self._items, *self._daemon_items)]
         while not self._inbox.empty():
-            abandoned.append(self._inbox.get()[1])
+            deferred = self._inbox.get()
+            if not isinstance(deferred, int):
+                abandoned.append(deferred[0].task)
+        while not self._completions.empty():  # handed to the callback thread, which the child lacks
+            completion = self._completions.get()
+            if type(completion) is tuple:
+                abandoned.append(completion[0])
         wake_fds = self._wake_fds
         self._reset()
         if wake_fds is not None:
@@ -953,22 +980,11 @@ class Engine:
                 except OSError:
                     pass
         for task in abandoned:
-            task._forget_threads_after_fork()
-            task._job = task._riders = None  # a job may be its task itself: no cycle left behind
-            failure = RuntimeError("this task belongs to the parent process, which runs it")
-            if not task._io_done:
-                # Release whatever the child chains after it: they fail at once.
-                task._io_done = True
-                task._io_exception = failure
-                task._io_hooks = None
-            if not task.done():
-                try:
-                    task.set_exception(failure)
-                except concurrent.futures.InvalidStateError:
-                    pass
+            if task is not None:
+                task.abandon_after_fork(RuntimeError(_PARENTS_TASK))
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name!r} pending={len(self._accepted)}>"
+        return f"<{type(self).__name__} {self.name!r} pending={len(self._items)}>"
 
 
 class _CallbackCall:

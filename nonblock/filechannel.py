@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence, Set, Tuple
 
 from nonblock.background import FunctionJob
 from nonblock.engine import PredecessorFailed, Step, Task
-from nonblock.streamjob import MAX_EMPTY_WRITES, blocking_pipe, fileno_or_none
+from nonblock.streams import MAX_EMPTY_WRITES, blocking_pipe, fileno_or_none
 
 __all__ = ["ChannelCall", "FileChannel", "WriteJob"]
 
@@ -174,7 +174,7 @@ class ChannelCall(FunctionJob):
         self.channel = channel
         self.records_errors = records_errors
 
-    def perform(self, task: Task[Any]) -> Step:
+    def perform(self, task: Optional[Task[Any]]) -> Step:
         try:
             return super().perform(task)
         except BaseException as error:
@@ -229,7 +229,7 @@ class WriteJob:
         if self._chunk is None:
             self._chunk = next(self._chunks, None)
 
-    def perform(self, task: Task[Any]) -> Step:
+    def perform(self, task: Optional[Task[Any]]) -> Step:
         channel = self.channel
         try:
             if channel.error is not None:
@@ -245,7 +245,7 @@ class WriteJob:
         self.channel.settle(self._settle_cost())
         return None
 
-    def _perform(self, task: Task[Any]) -> Step:
+    def _perform(self, task: Optional[Task[Any]]) -> Step:
         channel = self.channel
         real = channel.real
         chunk = self._chunk
@@ -281,7 +281,8 @@ class WriteJob:
         self._item = 0
         self.settled += size
         channel.settle(self._settle_cost())
-        task.status = self.settled
+        if task is not None:
+            task.status = self.settled
         if self.settled >= self.size and not self.flush_after:
             return Step.done(self.settled)
         return Step.more()
@@ -300,7 +301,7 @@ class WriteJob:
 
         No more than the pipe takes without waiting once poll() says it has
         room, so the IO thread never waits inside write() for a reader, holding
-        the disk (see streamjob.BlockingPipe).
+        the disk (see streams.BlockingPipe).
         """
         pipe = self._pipe
         if not pipe.has_room():

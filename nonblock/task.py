@@ -31,7 +31,7 @@ import concurrent.futures
 import enum
 import logging
 import os
-import queue
+import queue as queue_module  # a Task has a property named queue
 import threading
 import time
 from concurrent.futures._base import (  # the state names Future itself uses
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 else:
     _FutureBase = concurrent.futures.Future
 
-__all__ = ["PENDING", "ExecutionState", "Task", "claim_as_carried", "end_io_in_order"]
+__all__ = ["PENDING", "ExecutionState", "Task", "end_io_in_order"]
 
 logger = logging.getLogger("nonblock")
 
@@ -127,8 +127,7 @@ class Task(_FutureBase[_T]):
     # few instances: each such task would build a dict of its own, about a
     # microsecond, as much as the rest of a small write's bookkeeping.
     __slots__ = (
-        "_own_lock", "_state", "_result", "_execution_state", "status", "_io_done",
-        "_queue", "_job", "_lane", "_gates", "_carried", "_weight",
+        "_own_lock", "_state", "_result", "_execution_state", "status", "_io_done", "_queue",
     )
     _own_lock: Optional[threading.RLock]  # made on first need: see _state_lock
     _state: str
@@ -136,13 +135,7 @@ class Task(_FutureBase[_T]):
     _execution_state: ExecutionState
     status: Any
     _io_done: bool
-    # The engine's bookkeeping (see nonblock.engine), owned by the queue the task is submitted to.
-    _queue: Any
-    _job: Any
-    _lane: Any
-    _gates: int
-    _carried: bool  # carried by another task's op (set under the queue's lock)
-    _weight: int  # what it counts against the queue's max_pending_bytes until its IO ends
+    _queue: Any  # the queue it was submitted to (see attach)
 
     # What few tasks ever set: read from these class defaults until then.
     # Future's lists of waiters and done-callbacks are only ever added to by code
@@ -155,12 +148,10 @@ class Task(_FutureBase[_T]):
     on_success: Optional[Callback] = None
     on_fail: Optional[Callback] = None
     on_end: Optional[Callback] = None
-    _state_queue: Optional[queue.Queue[ExecutionState]] = None
+    _state_queue: Optional[queue_module.Queue[ExecutionState]] = None
     _early: Optional[_EarlyOutcome] = None
     _io_exception: Optional[BaseException] = None
     _io_hooks: Optional[List[Callable[[Task[Any]], None]]] = None
-    _abandon_cause: Optional[BaseException] = None
-    _riders: Optional[List[Task[Any]]] = None  # tasks whose work this task's op carries
 
     def __init__(
         self,
@@ -173,10 +164,9 @@ class Task(_FutureBase[_T]):
         # fields it sets are slots set here or class defaults (tests/test_task.py
         # checks that none is missing).
         self._state = PENDING
-        self._own_lock = self._result = self.status = self._queue = self._job = self._lane = None
+        self._own_lock = self._result = self.status = self._queue = None
         self._execution_state = _CREATED
-        self._io_done = self._carried = False
-        self._gates = self._weight = 0
+        self._io_done = False
         if on_success is not None:
             self.on_success = on_success
         if on_fail is not None:
@@ -224,6 +214,32 @@ class Task(_FutureBase[_T]):
                     condition = self._built_condition = threading.Condition(self._own_lock)
         return condition
 
+    # -- whose task it is -----------------------------------------------------------
+
+    @property
+    def queue(self) -> Any:
+        """The queue this task was submitted to, or None before it is."""
+        return self._queue
+
+    def attach(self, queue: Any) -> None:
+        """Record that *queue* runs this task (done once, when it is submitted).
+
+        RuntimeError if it was submitted already: a task is run once.
+        """
+        if self._queue is not None:
+            raise RuntimeError(f"{self!r} has already been submitted")
+        self._queue = queue
+
+    @property
+    def io_done(self) -> bool:
+        """True once the task's work has ended (its callbacks may still be to run)."""
+        return self._io_done
+
+    @property
+    def io_error(self) -> Optional[BaseException]:
+        """Why the task's work failed, once it has ended; None while it runs or if it went well."""
+        return self._io_exception
+
     # -- thread_manager's model ------------------------------------------------
 
     @property
@@ -232,11 +248,11 @@ class Task(_FutureBase[_T]):
         return self._execution_state
 
     @property
-    def execution_state_queue(self) -> queue.Queue[ExecutionState]:
+    def execution_state_queue(self) -> queue_module.Queue[ExecutionState]:
         """A queue that receives every change of ``execution_state`` from now on."""
         with self._state_lock:
             if self._state_queue is None:
-                self._state_queue = queue.Queue()
+                self._state_queue = queue_module.Queue()
             return self._state_queue
 
     def _set_execution_state(self, state: ExecutionState) -> None:
@@ -258,19 +274,8 @@ class Task(_FutureBase[_T]):
         return self._state in (CANCELLED, CANCELLED_AND_NOTIFIED)
 
     def cancel(self) -> bool:
-        """Cancel the task if its work has not started; True if it is cancelled.
-
-        A task carried in another task's op (a small write joined to the one
-        before it) has started, like a running one.
-        """
-        queue_ = self._queue
-        if queue_ is None:
-            cancelled, now = self._cancel_if_pending()
-        else:
-            with queue_._lock:  # the engine marks a task carried under this lock
-                if self._carried:
-                    return False
-                cancelled, now = self._cancel_if_pending()
+        """Cancel the task if its work has not started; True if it is cancelled."""
+        cancelled, now = self._cancel_if_pending()
         if now and self._done_callbacks:
             self._invoke_callbacks()  # type: ignore[attr-defined]
         return cancelled
@@ -388,8 +393,11 @@ class Task(_FutureBase[_T]):
 
     # -- delivery (called by the engine) -------------------------------------------
 
-    def _start(self) -> bool:
-        """Mark the task RUNNING (both models); False if it was cancelled before it ran."""
+    def mark_running(self) -> bool:
+        """Mark the task RUNNING (both models); False if it was cancelled before it ran.
+
+        Called by whoever does the task's work, as it begins.
+        """
         if self._own_lock is None:
             with _lock_guard:
                 if self._own_lock is None:
@@ -412,18 +420,17 @@ class Task(_FutureBase[_T]):
     def _end_io(
         self, result: Any, error: Optional[BaseException], quietly: bool
     ) -> Tuple[bool, Optional[List[Callable[[Task[Any]], None]]]]:
-        """Record that the task's IO has ended (and let go of its job); complete it here if *quietly* allows.
+        """Record that the task's IO has ended; complete it here if *quietly* allows.
 
         For the engine's IO threads, which must never run user code: with
         *quietly*, a task with no callbacks of either kind and no watcher of its
         states is completed on the spot (CLOSED, then the Future done).  Returns
-        whether it was, and the hooks now due (see :meth:`_when_io_done`); a
-        task not completed here goes to :meth:`_deliver` on the callback thread.
+        whether it was, and the hooks now due (see :meth:`add_io_done_hook`); a
+        task not completed here goes to :meth:`deliver` on the callback thread.
         """
         # Class defaults stand for None until a task sets its own.
         with self._state_lock:
             self._io_done = True
-            self._job = None
             if error is not None:
                 self._io_exception = error
             hooks = self._io_hooks
@@ -443,7 +450,7 @@ class Task(_FutureBase[_T]):
                 self._settle(result, error)
         return True, hooks
 
-    def _deliver(self, result: Any, error: Optional[BaseException]) -> None:
+    def deliver(self, result: Any, error: Optional[BaseException]) -> None:
         """On the callback thread: walk the states running the callbacks, then complete."""
         self._early = _EarlyOutcome(result, error)
         try:
@@ -460,7 +467,7 @@ class Task(_FutureBase[_T]):
             self._early = None
         self._finish(result, error)  # cancelled while it waited: the Future is done already
 
-    def _when_io_done(self, hook: Callable[[Task[Any]], None]) -> None:
+    def add_io_done_hook(self, hook: Callable[[Task[Any]], None]) -> None:
         """Call *hook(self)* once this task's IO has ended (at once if it has)."""
         with self._state_lock:
             if not self._io_done:
@@ -469,6 +476,22 @@ class Task(_FutureBase[_T]):
                 self._io_hooks.append(hook)
                 return
         hook(self)
+
+    def abandon_after_fork(self, failure: BaseException) -> None:
+        """In a forked child: this task is the parent's to run; fail it here with *failure*.
+
+        Whatever the child chained after it is released and fails at once.
+        """
+        self._forget_threads_after_fork()
+        if not self._io_done:
+            self._io_done = True
+            self._io_exception = failure
+            self._io_hooks = None
+        if not self.done():
+            try:
+                self.set_exception(failure)
+            except concurrent.futures.InvalidStateError:
+                pass
 
     def _forget_threads_after_fork(self) -> None:
         """In a forked child: fresh locks (the parent's may have been held mid-fork).
@@ -490,22 +513,6 @@ class Task(_FutureBase[_T]):
         raise TypeError(f"cannot pickle or copy a {type(self).__name__}: it belongs to its queue")
 
 
-def claim_as_carried(tasks: Iterable[Task[Any]]) -> None:
-    """For the engine: mark waiting tasks as started inside another task's op.
-
-    Called holding the queue's lock, under which cancel() also decides; nothing
-    else changes a waiting task's state, so no task lock is needed.  A watcher
-    that starts watching meanwhile gets RUNNING at most once, and never misses
-    a later change.
-    """
-    for task in tasks:
-        task._carried = True
-        task._state = RUNNING
-        task._execution_state = _RUNNING
-        if task._state_queue is not None:
-            task._state_queue.put(_RUNNING)
-
-
 def end_io_in_order(
     tasks: Sequence[Task[Any]], results: Iterable[Any], error: Optional[BaseException], quietly: bool
 ) -> Tuple[List[Task[Any]], List[Tuple[Task[Any], Any, Optional[BaseException]]],
@@ -513,9 +520,7 @@ def end_io_in_order(
     """For the engine: record the end of IO of *tasks* (each with its result, all with *error*).
 
     What :meth:`Task._end_io` does for one task, for tasks that end together
-    (a write and the small writes it carried), in order.  Each lets go of its
-    job: a job may be the task itself (a bgwrite's is), and that cycle would
-    keep the task alive until the garbage collector came by.  Returns the tasks
+    (a write and the writes joined to it in one chunk), in order.  Returns the tasks
     completed here, the (task, result, error) to hand to the callback thread
     (every one after the first that cannot be completed quietly, to keep the
     order), and the (hook, task) pairs now due.
@@ -547,7 +552,6 @@ def end_io_in_order(
                 # locked path, where its waiter or callback is seen to.
                 if task._own_lock is None:
                     task._io_done = True
-                    task._job = None
                     task._execution_state = _CLOSED
                     task._state = FINISHED  # last: done() and result() read without a lock
                     completed.append(task)

@@ -32,7 +32,7 @@ class LoggingJob:
     def prepare(self) -> None:
         pass
 
-    def perform(self, task: Task[Any]) -> Step:
+    def perform(self, task: Optional[Task[Any]]) -> Step:
         if self.done_ops == 0:
             if self.first_op_started is not None:
                 self.first_op_started.set()
@@ -61,7 +61,7 @@ class FailingJob:
     def prepare(self) -> None:
         pass
 
-    def perform(self, task: Task[Any]) -> Step:
+    def perform(self, task: Optional[Task[Any]]) -> Step:
         raise self.error
 
     def abandon(self, cause: BaseException) -> Optional[BaseException]:
@@ -77,8 +77,26 @@ class CallJob:
     def prepare(self) -> None:
         pass
 
-    def perform(self, task: Task[Any]) -> Step:
+    def perform(self, task: Optional[Task[Any]]) -> Step:
         return Step.done(self.function())
 
     def abandon(self, cause: BaseException) -> Optional[BaseException]:
         return None
+
+
+def hold_disk(queue: Any) -> threading.Event:
+    """Hold *queue*'s disk until the returned event is set; returns once it is held.
+
+    Work queued meanwhile all waits, and is all there when the disk is free
+    again: small writes to one stream then share one chunk, whatever the timing.
+    """
+    gate = threading.Event()
+    holding = threading.Event()
+
+    def hold() -> None:
+        holding.set()
+        assert gate.wait(60), "test gate never opened"
+
+    queue.submit_job(CallJob(hold))
+    assert holding.wait(60), "the disk was never held"
+    return gate

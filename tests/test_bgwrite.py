@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, List
 
 import pytest
-from _jobs import CallJob
+from _jobs import CallJob, hold_disk
 from _streams import ShortWriteFile, SlowReader, held_pipe, nonblocking_pipe
 
 import nonblock
@@ -476,8 +476,7 @@ def test_a_finished_write_lets_go_of_its_payload_and_of_the_writes_it_carried(tm
     payloads = [os.urandom(1000) for _ in range(30)]
     held_before = [sys.getrefcount(data) for data in payloads]
     with open(tmp_path / "letgo", "wb") as stream:
-        gate = threading.Event()
-        queue.submit_job(CallJob(lambda: gate.wait(60)), lane=stream)  # so that the writes ride together
+        gate = hold_disk(queue)  # the writes wait meanwhile
         writes = [bgwrite(stream, data, queue=queue) for data in payloads]
         carried = [weakref.ref(write) for write in writes[1:]]
         gate.set()
@@ -518,8 +517,7 @@ def test_completing_a_queued_write_by_hand_does_not_stop_the_queue(tmp_path):
     # must not take an IO thread down with it: the writes behind it still run.
     queue = HddQueue(name="byhand")
     with open(tmp_path / "byhand", "wb") as stream:
-        gate = threading.Event()
-        queue.submit_job(CallJob(lambda: gate.wait(60)), lane=stream)
+        gate = hold_disk(queue)  # the writes wait meanwhile
         early = bgwrite(stream, b"never", queue=queue)
         early.set_result(0)
         gate.set()

@@ -1,8 +1,8 @@
 """Small writes queued on one stream ride together in one op: one write() call, one flush.
 
-Each test holds the stream's lane with a gate (a job on the same lane that
-waits for an event), queues writes behind it, then opens the gate: whatever
-the timing, the writes are all waiting when the first of them gets its turn.
+Each test holds the queue's disk with a gate (a job that waits for an event),
+queues writes meanwhile, then opens the gate: whatever the timing, the writes
+are all waiting when the stream's writer gets its turn.
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ import threading
 import time
 from typing import Any, List, Tuple
 
-from _jobs import CallJob
+from _jobs import hold_disk
 from _streams import ShortWriteFile
 
-from nonblock import BackgroundIOPriority, HddQueue, bgwrite, bgwrite_chunk
-from nonblock.engine import _RIDERS_OFFERED_AT_ONCE as OFFERED_AT_ONCE
+from nonblock import BackgroundIOPriority, bgwrite, bgwrite_chunk
 
 # One chunk of 64 KiB per op, no throttling.
 SMALL_CHUNKS = BackgroundIOPriority(0, 65536, 100)
@@ -26,13 +25,6 @@ SMALL_CHUNKS = BackgroundIOPriority(0, 65536, 100)
 
 def pattern(size: int, seed: int) -> bytes:
     return bytes((i * 7 + seed) % 251 for i in range(size))
-
-
-def hold_lane(queue: HddQueue, stream: Any) -> threading.Event:
-    """Occupy *stream*'s lane until the returned event is set."""
-    gate = threading.Event()
-    queue.submit_job(CallJob(lambda: gate.wait(60)), lane=stream)
-    return gate
 
 
 class FirstWriteHeld(io.FileIO):
@@ -57,7 +49,7 @@ def counting_file(tmp_path: Any, name: str) -> Tuple[Any, ShortWriteFile]:
 
 def test_small_writes_waiting_on_one_stream_go_down_in_one_write_call(queue, tmp_path):
     path, stream = counting_file(tmp_path, "batched")
-    gate = hold_lane(queue, stream)
+    gate = hold_disk(queue)
     payloads = [pattern(100 + 37 * i, seed=i) for i in range(50)]
     writes = [bgwrite(stream, data, ioPrio=SMALL_CHUNKS, queue=queue) for data in payloads]
     gate.set()
@@ -71,7 +63,7 @@ def test_small_writes_waiting_on_one_stream_go_down_in_one_write_call(queue, tmp
 
 def test_a_batch_never_grows_past_one_chunk(queue, tmp_path):
     path, stream = counting_file(tmp_path, "chunked")
-    gate = hold_lane(queue, stream)
+    gate = hold_disk(queue)
     payloads = [pattern(3000, seed=i) for i in range(50)]  # 21 of them fill a 64 KiB chunk
     writes = [bgwrite(stream, data, ioPrio=SMALL_CHUNKS, queue=queue) for data in payloads]
     gate.set()
@@ -84,7 +76,7 @@ def test_a_batch_never_grows_past_one_chunk(queue, tmp_path):
 
 def test_a_failed_batch_fails_every_write_it_carried(queue):
     full = open("/dev/full", "wb")
-    gate = hold_lane(queue, full)
+    gate = hold_disk(queue)
     writes = [bgwrite(full, b"x" * 100, queue=queue) for _ in range(20)]
     gate.set()
     errors = [write.exception(timeout=60) for write in writes]
@@ -100,7 +92,7 @@ def test_a_failed_batch_fails_every_write_it_carried(queue):
 
 def test_a_cancelled_write_is_left_out_of_the_batch(queue, tmp_path):
     path, stream = counting_file(tmp_path, "cancelled")
-    gate = hold_lane(queue, stream)
+    gate = hold_disk(queue)
     first, second, third = (bgwrite(stream, data, queue=queue) for data in (b"one ", b"two ", b"three"))
     assert second.cancel()
     gate.set()
@@ -112,7 +104,7 @@ def test_a_cancelled_write_is_left_out_of_the_batch(queue, tmp_path):
 
 def test_a_carried_write_runs_its_callbacks_and_releases_its_chain(queue, tmp_path):
     path, stream = counting_file(tmp_path, "carried")
-    gate = hold_lane(queue, stream)
+    gate = hold_disk(queue)
     seen: List[Any] = []
     bgwrite(stream, b"head ", queue=queue)
     carried = bgwrite(stream, b"carried", queue=queue, on_success=seen.append,
@@ -131,7 +123,7 @@ def test_a_carried_write_runs_its_callbacks_and_releases_its_chain(queue, tmp_pa
 
 def test_text_writes_ride_together_and_count_characters(queue, tmp_path):
     with open(tmp_path / "text", "w", encoding="utf-8") as stream:
-        gate = hold_lane(queue, stream)
+        gate = hold_disk(queue)
         lines = [f"línea {i} ✓\n" for i in range(30)]
         writes = [bgwrite(stream, line, queue=queue) for line in lines]
         gate.set()
@@ -141,7 +133,7 @@ def test_text_writes_ride_together_and_count_characters(queue, tmp_path):
 
 def test_writes_that_close_fsync_or_keep_their_own_chunks_are_not_carried(queue, tmp_path):
     path, stream = counting_file(tmp_path, "apart")
-    gate = hold_lane(queue, stream)
+    gate = hold_disk(queue)
     writes = [
         bgwrite(stream, b"a", queue=queue),
         bgwrite(stream, b"b", queue=queue),  # rides with a
@@ -174,7 +166,7 @@ def test_a_write_queued_while_the_batch_is_written_goes_in_the_next_op(queue, tm
 def test_a_carried_write_has_started_and_cannot_be_cancelled(queue, tmp_path):
     path = tmp_path / "started"
     stream = FirstWriteHeld(str(path), "w")
-    gate = hold_lane(queue, stream)
+    gate = hold_disk(queue)
     carrier = bgwrite(stream, b"carrier ", queue=queue)
     carried = bgwrite(stream, b"carried", queue=queue)
     gate.set()
@@ -201,10 +193,9 @@ class BothKinds:
 
 def test_text_and_bytes_to_a_stream_that_takes_both_are_never_joined(queue):
     stream = BothKinds()
-    gate = hold_lane(queue, stream)
-    # The first write is empty, so its own data says nothing of the batch's kind,
-    # and the bytes write is the first of the second round of offers.
-    texts = OFFERED_AT_ONCE
+    gate = hold_disk(queue)
+    # The first write is empty, so its own data says nothing of the batch's kind.
+    texts = 300
     writes = [bgwrite(stream, b"", queue=queue)]
     writes += [bgwrite(stream, "x", queue=queue) for _ in range(texts)]
     writes.append(bgwrite(stream, b"y", queue=queue))
@@ -222,7 +213,7 @@ def test_a_batch_waiting_for_a_pipe_reports_each_writes_own_progress(queue):
     try:
         # One page of room: the batch (larger than PIPE_BUF, so not atomic) stops inside the first write.
         os.write(write_fd, b"." * (capacity - 4096))
-        gate = hold_lane(queue, stream)
+        gate = hold_disk(queue)
         first = bgwrite(stream, first_data, queue=queue)
         second = bgwrite(stream, second_data, queue=queue)
         gate.set()
@@ -272,7 +263,7 @@ def test_writes_a_buffered_stream_took_whole_show_it_while_its_flush_waits_for_r
     stream = FlushAnnounced(io.FileIO(write_fd, "wb"))
     payloads = [bytes([65 + index]) * 100 for index in range(3)]
     try:
-        gate = hold_lane(queue, stream)
+        gate = hold_disk(queue)
         writes = [bgwrite(stream, data, queue=queue) for data in payloads]
         gate.set()
         assert stream.flush_called.wait(60)
@@ -295,7 +286,7 @@ def test_writes_a_buffered_stream_took_whole_show_it_while_its_flush_waits_for_r
 
 def test_empty_writes_carried_behind_a_write_report_nothing_written(queue, tmp_path):
     path, stream = counting_file(tmp_path, "empties")
-    gate = hold_lane(queue, stream)
+    gate = hold_disk(queue)
     writes = [bgwrite(stream, data, queue=queue) for data in (b"abc", b"", b"")]
     gate.set()
     assert [write.result(timeout=60) for write in writes] == [3, 0, 0]

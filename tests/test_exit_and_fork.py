@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, List, Optional
 
 import pytest
-from _jobs import CallJob
+from _jobs import hold_disk
 
 from nonblock import HddQueue, PredecessorFailed, bgwrite, default_queue
 
@@ -581,8 +581,7 @@ def test_in_a_forked_child_a_parent_write_that_failed_there_is_freed_without_the
     """A write is its own job: the child must not leave the parent's writes referring to themselves."""
     queue = HddQueue(name="forkfree")
     with open(tmp_path / "queued", "wb") as stream:
-        gate = threading.Event()
-        queue.submit_job(CallJob(lambda: gate.wait(60)), lane=stream)  # the write waits behind it
+        gate = hold_disk(queue)  # the writes wait meanwhile
         parent_writes = [bgwrite(stream, b"x" * 1000, queue=queue)]
         outcome = run_in_forked_child(lambda: _queued_parent_write_freed_in_child(parent_writes))
         gate.set()

@@ -137,7 +137,7 @@ def test_a_cancelled_task_does_not_start_and_wakes_its_waiters():
 
 def test_a_running_task_cannot_be_cancelled():
     task: Task[int] = Task()
-    assert task._start()
+    assert task.mark_running()
     assert task.execution_state is ExecutionState.RUNNING
     assert not task.cancel()
     assert task.running()
@@ -185,7 +185,7 @@ def test_tasks_ending_together_with_an_error_all_carry_it_and_release_their_hook
     error = OSError(28, "No space left on device")
     tasks = [Task() for _ in range(3)]
     released: List[Task[Any]] = []
-    tasks[1]._when_io_done(released.append)
+    tasks[1].add_io_done_hook(released.append)
     completed, handed_over, hooks = end_io_in_order(tasks, [None] * 3, error, True)
     assert completed == tasks and handed_over == []
     assert hooks == [(released.append, tasks[1])]
@@ -220,7 +220,7 @@ def _race_waiters_against_ending_together(how: str) -> None:
             adder.start()
             _, handed_over, _ = end_io_in_order(tasks, [7] * 4, None, True)
             for task, result, error in handed_over:  # as the callback thread does
-                task._deliver(result, error)
+                task.deliver(result, error)
             adder.join()
             assert called.wait(30)
             continue
@@ -290,7 +290,7 @@ def test_code_that_runs_on_the_ending_thread_may_touch_the_task_it_interrupts():
     # The callback was added after the check for a lock: the task must not be
     # completed quietly past it, but handed to the callback thread.
     assert completed == [] and handed_over == [(task, 5, None)]
-    task._deliver(5, None)  # as the callback thread does
+    task.deliver(5, None)  # as the callback thread does
     assert task.result() == 5 and task.called_back == [task]
 
 

@@ -1,0 +1,607 @@
+"""One writer per stream: everything about writing to a stream, in one place.
+
+``bgwrite(stream, data)`` makes a :class:`WriteRequest` (the caller's task and
+its payload) and hands it to the stream's :class:`StreamWriter`, which keeps
+the requests in call order and is scheduled on the HDD queue while it has
+any.  Each turn at the disk (one op) it writes one chunk:
+
+* a small request and the small ones queued right behind it are **joined** into
+  one chunk: one ``write()`` and one ``flush()`` for them all, each task ending
+  when that flush is done.  Ten thousand 4 KiB writes over a hundred files
+  cost a few hundred system calls, not ten thousand;
+* a big request is cut into chunks of its ``ioPrio`` profile's size, without
+  copying, one per turn, so other streams get their turn in between; with
+  ``bandwidthPct`` p below 100 the chunks are started on a schedule that gives
+  p percent of the unthrottled rate;
+* short writes and EAGAIN are followed to the last byte: what the stream took
+  is counted, the rest offered again, and a stream that takes nothing waits in
+  the queue's ``poll()`` for writability.  A pipe or socket in blocking mode is
+  offered only what it surely takes at once (:mod:`nonblock.streams`);
+* ``chainAfter`` holds a request until its predecessor, on any stream, has
+  ended: a failed one fails it without writing;
+* nothing is written after a failure: the stream is marked failed
+  (:mod:`nonblock.streamfailures`) and later requests fail with
+  :class:`~nonblock.streamfailures.StreamFailed`, so a file never has a hole.
+
+The writers are found through a map keyed by the stream (and the queue) that
+holds a writer only while it has work: a writer keeps no stream alive and
+needs nothing from it but ``write()``, so any stream works, weak-referenceable,
+hashable or not.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import io
+import logging
+import os
+import stat
+import threading
+import time
+import traceback
+from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple, Union
+
+from nonblock import streamfailures
+from nonblock.engine import Engine, PredecessorFailed, Step, Task
+from nonblock.streams import MAX_EMPTY_WRITES, BlockingPipe, blocking_pipe, fileno_or_none, writes_text
+
+__all__ = ["Block", "StreamWriter", "WriteRequest", "submit"]
+
+logger = logging.getLogger("nonblock")
+
+Block = Union[bytes, memoryview, str]
+"""A piece of payload: bytes, a flat byte view (format 'B'), or a str."""
+
+# How far a throttled write may fall behind its schedule and still make it up.
+_MAX_CATCH_UP = 0.005
+_BUFFERED_FILES = (io.BufferedWriter, io.BufferedRandom)
+# For smaller writes (which are usually joined) a system call per chunk is not
+# worth it: after a failure their count may be off by the write itself.
+_COUNT_POSITION_ABOVE = 64 * 1024
+
+
+class WriteRequest(Task[int]):
+    """One caller's write to a stream: a task, its payload, and how far it has got.
+
+    *chunk_size* None writes each block as one chunk (a list payload keeps the
+    caller's own chunking); otherwise blocks are cut into chunks of at most
+    *chunk_size* items.  The result is the number of bytes (characters, for a
+    text stream) written; ``status`` follows ``written`` as it grows.
+    """
+
+    # Where the writer has got in the payload, read from these class defaults
+    # until a write sets its own (most small writes never do).
+    block_index = 0
+    block_offset = 0  # where the next chunk starts in the current block
+    recent_chunk_times: Optional[Deque[float]] = None  # kept only for throttling
+    planned_start: Optional[float] = None  # when the current chunk was due (throttling)
+
+    def set_payload(
+        self,
+        stream: Any,
+        blocks: Sequence[Block],
+        chunk_size: Optional[int],
+        bandwidth_pct: float = 100.0,
+        smoothing: int = 5,
+        close_when_finished: bool = False,
+        fsync: bool = False,
+        total: Optional[int] = None,
+        after: Optional[Task[Any]] = None,
+    ) -> None:
+        self.stream = stream
+        self.blocks = blocks
+        self.chunk_size = chunk_size
+        self.bandwidth_pct = bandwidth_pct
+        self.smoothing = smoothing
+        self.close_when_finished = close_when_finished
+        self.fsync = fsync
+        self.total = sum(map(len, blocks)) if total is None else total
+        self.written = 0
+        self.after = after
+
+    @property
+    def joinable(self) -> bool:
+        """A plain one-chunk write: may share a chunk with its neighbours."""
+        size = self.chunk_size
+        return size is not None and self.total <= size and not self.close_when_finished and not self.fsync
+
+    def is_text(self) -> Optional[bool]:
+        blocks = self.blocks
+        return isinstance(blocks[0], str) if blocks else None
+
+    def next_chunk(self) -> Optional[Block]:
+        """The next chunk to write, cut from the payload without copying; None at the end."""
+        blocks = self.blocks
+        while self.block_index < len(blocks):
+            block = blocks[self.block_index]
+            start = self.block_offset
+            if start < len(block):
+                end = len(block) if self.chunk_size is None else start + self.chunk_size
+                self.block_offset = end
+                return _piece(block, start, end)
+            self.block_index += 1
+            self.block_offset = 0
+        return None
+
+    def remaining(self) -> Deque[Block]:
+        """The data not yet taken by the stream, as the chunks it will be written in.
+
+        Worked out from ``written`` alone, since chunks are cut from each block
+        at multiples of the chunk size; so it holds for a joined write too.
+        """
+        pieces: Deque[Block] = collections.deque()
+        skip = self.written
+        for block in self.blocks:
+            size = len(block)
+            if skip >= size:
+                skip -= size
+                continue
+            step = self.chunk_size or max(size, 1)
+            end = (skip // step + 1) * step  # the end of the chunk the rest starts in
+            pieces.append(_piece(block, skip, min(end, size)))
+            while end < size:
+                pieces.append(_piece(block, end, end + step))
+                end += step
+            skip = 0
+        return pieces
+
+
+class StreamWriter:
+    """Writes a stream's requests, in order, one chunk per op (see the module's docstring).
+
+    It is the job the queue runs while the stream has requests: made by
+    :func:`submit` when the first one arrives, gone when the last one is done.
+    """
+
+    def __init__(self, stream: Any, engine: Engine, key: Tuple[int, int]) -> None:
+        self.stream = stream
+        self.engine = engine
+        self.key = key
+        self.pending: Deque[WriteRequest] = collections.deque()  # callers append, the op takes
+        # The chunk being written: the requests it holds (the first one may span
+        # many chunks; joined ones are whole in it), and how far it has got.
+        self.batch: List[WriteRequest] = []
+        self.chunk: Optional[Block] = None
+        self._credited = 0  # how many of the batch the stream has taken in full
+        self._chunk_done = 0
+        self._flush_pending = False
+        self._chunk_io_time = 0.0
+        self._empty_writes = 0
+        # A buffered regular file's descriptor: after a failed write its position
+        # tells how much of the chunk really reached the file.
+        self._position_fd: Optional[int] = None
+        self._chunk_start = -1
+        self._written_at_chunk = 0
+        # What the stream is like, looked up on the first op.
+        self._looked = False
+        self._none_means_eagain = False
+        self._has_flush = False
+        self._buffered = False
+        self._pipe: Optional[BlockingPipe] = None
+        self._pipe_text = False
+
+    # -- the Job protocol ----------------------------------------------------------
+
+    def prepare(self) -> None:
+        # Chunks are formed holding the disk, in perform(): every request that
+        # arrived while the disk was busy is then there to join them.
+        pass
+
+    def perform(self, task: Optional[Task[Any]]) -> Step:
+        try:
+            return self._perform()
+        except BaseException as error:
+            # The run must go on whatever happens: the requests behind are refused in turn.
+            self._fail_batch(error)
+            # The error keeps its traceback, and the frames under this one their
+            # locals (a request among them): cleared, a failed write is freed by
+            # reference counting alone, not by the garbage collector.
+            if error.__traceback__ is not None:
+                traceback.clear_frames(error.__traceback__.tb_next)
+            return Step.more()
+
+    def abandon(self, cause: BaseException) -> Optional[BaseException]:
+        while self.pending:
+            self.batch.append(self.pending.popleft())
+        self._fail_batch(cause)
+        return None
+
+    # -- one op -----------------------------------------------------------------------
+
+    def _perform(self) -> Step:
+        while self.chunk is None:
+            step = self._next_chunk()
+            if step is not None:
+                return step
+        return self._write_chunk()
+
+    def _next_chunk(self) -> Optional[Step]:
+        """Form the next chunk; or a Step to return (wait, or the run's end); None to look again."""
+        if self.batch:
+            head = self.batch[0]  # a big request part-way
+            self.chunk = head.next_chunk()
+            if self.chunk is None:
+                self._finish_batch()
+            return None
+        pending = self.pending
+        if not pending:
+            return self._end_of_run()
+        request = pending[0]
+        after = request.after
+        if after is not None and not after.io_done:
+            return Step.wait_for(after)
+        pending.popleft()
+        if not self._begin(request):
+            return None
+        self.batch.append(request)
+        if not self._looked:
+            self._look_at_stream()
+        if self._buffered and request.total > _COUNT_POSITION_ABOVE:
+            self._position_fd = _regular_file_descriptor(self.stream)
+        else:
+            self._position_fd = None
+        if request.joinable and pending:
+            self._join_followers(request)
+        if len(self.batch) > 1:
+            self.chunk = self._joined_chunk()
+        else:
+            self.chunk = request.next_chunk()
+        if self.chunk is None:  # nothing to write (empty writes)
+            self._finish_batch()
+        return None
+
+    def _begin(self, request: WriteRequest) -> bool:
+        """Start *request*, or end it at once (cancelled, predecessor failed, stream failed): False."""
+        after = request.after
+        if after is not None and after.io_error is not None:
+            cause = after.io_error
+            failure = PredecessorFailed(
+                f"not written: the write this one was chained after failed ({type(cause).__name__}: {cause})"
+            )
+            failure.__cause__ = cause
+            self._end_unwritten(request, failure)
+            return False
+        if not self._mark_running(request):
+            return False
+        if streamfailures.any_failed:
+            first = streamfailures.failure_of(self.stream)
+            if first is not None:
+                self._end_unwritten(request, streamfailures.refusal(self.stream, first))  # no hole
+                return False
+        return True
+
+    def _mark_running(self, request: WriteRequest) -> bool:
+        """Mark *request* RUNNING; if it was cancelled (or completed by hand), end it unwritten: False."""
+        try:
+            if request.mark_running():
+                return True
+            failure: BaseException = concurrent.futures.CancelledError()
+        except RuntimeError as misuse:  # Future's "unexpected state": completed before it ran
+            failure = misuse
+        self._end_unwritten(request, failure)
+        return False
+
+    def _join_followers(self, head: WriteRequest) -> None:
+        """Take the small requests queued right behind *head* into its chunk, as many as fit."""
+        assert head.chunk_size is not None
+        room = head.chunk_size - head.total
+        text = head.is_text()
+        pending = self.pending
+        while pending:
+            follower = pending[0]
+            if not follower.joinable or follower.total > room:
+                break
+            after = follower.after
+            if after is not None and (not after.io_done or after.io_error is not None):
+                break  # it waits, or fails, as a head of its own
+            is_text = follower.is_text()
+            if is_text is not None:
+                # A stream of unknown kind may be given both text and bytes: no joining those.
+                if text is None:
+                    text = is_text
+                elif is_text is not text:
+                    break
+            pending.popleft()
+            if not self._mark_running(follower):
+                continue
+            self.batch.append(follower)
+            room -= follower.total
+
+    def _joined_chunk(self) -> Optional[Block]:
+        pieces: List[Any] = []
+        for request in self.batch:
+            pieces.extend(request.blocks)
+            request.block_index = len(request.blocks)  # all in this chunk
+        if not pieces:
+            return None
+        if isinstance(pieces[0], str):
+            return "".join(pieces)
+        return b"".join(pieces)
+
+    def _write_chunk(self) -> Step:
+        chunk = self.chunk
+        assert chunk is not None
+        head = self.batch[0]
+        started = time.perf_counter()
+        if not self._flush_pending:
+            pipe = self._pipe
+            if pipe is not None and not pipe.has_room():
+                return Step.wait_writable(pipe.fileno)  # not inside write()
+            if self._position_fd is not None and not self._chunk_done:
+                self._chunk_start = os.lseek(self._position_fd, 0, os.SEEK_CUR)
+                self._written_at_chunk = head.written
+            taken, blocked = self._write_some(chunk)
+            if taken:
+                self._empty_writes = 0
+                self._chunk_done += taken
+                self._credit(taken)
+            if self._chunk_done < len(chunk):
+                self._chunk_io_time += time.perf_counter() - started
+                if pipe is not None and taken and not blocked:
+                    # A piece of the chunk is in: flushed now, so the stream's buffer never
+                    # holds more than the next poll() promises room for.
+                    if self._has_flush:
+                        self.stream.flush()
+                    return Step.more()
+                return self._wait_for_room(blocked, taken)
+            self._flush_pending = self._has_flush
+        if self._flush_pending:
+            try:
+                self.stream.flush()
+            except BlockingIOError:
+                # The bytes sit in the stream's buffer; flush again when there is room.
+                self._chunk_io_time += time.perf_counter() - started
+                return Step.wait_writable(fileno_or_none(self.stream))
+            self._flush_pending = False
+        throttled = head.bandwidth_pct < 100.0
+        if throttled:
+            times = head.recent_chunk_times
+            if times is None:
+                times = head.recent_chunk_times = collections.deque(maxlen=head.smoothing)
+            times.append(self._chunk_io_time + time.perf_counter() - started)
+        self._chunk_done = 0
+        self._chunk_io_time = 0.0
+        self._chunk_start = -1
+        self.chunk = None
+        if head.written < head.total:
+            return self._rest_until_next_start(head) if throttled else Step.more()
+        self._finish_batch()
+        return Step.more()
+
+    def _write_some(self, chunk: Block) -> Tuple[int, bool]:
+        """Offer the rest of *chunk*; return (how much the stream took, whether it blocked)."""
+        data = _piece(chunk, self._chunk_done, len(chunk)) if self._chunk_done else chunk
+        if self._pipe is not None:
+            room = self._pipe.room(self._pipe_text)
+            if len(data) > room:
+                data = _piece(data, 0, room)
+        try:
+            taken = self.stream.write(data)
+        except BlockingIOError as error:
+            return error.characters_written, True
+        if taken is None:
+            if self._none_means_eagain:
+                return 0, True
+            return len(data), False
+        if not isinstance(taken, int) or isinstance(taken, bool) or not 0 <= taken <= len(data):
+            # Taken at its word, True or 1.5 would resend bytes and -1 loop forever.
+            raise OSError(
+                f"{self.stream!r}.write() returned {taken!r}: a count from 0 to {len(data)} "
+                "(or None) was expected"
+            )
+        return int(taken), False
+
+    def _credit(self, taken: int) -> None:
+        """Credit *taken* units to the batch's requests, in order."""
+        batch = self.batch
+        index = self._credited
+        while taken and index < len(batch):
+            request = batch[index]
+            credit = min(taken, request.total - request.written)
+            request.written += credit
+            request.status = request.written
+            taken -= credit
+            if request.written == request.total:
+                index += 1
+        self._credited = index
+
+    def _wait_for_room(self, blocked: bool, taken: int) -> Step:
+        if taken and not blocked:
+            return Step.more()  # a short write: offer the rest straight away
+        if not taken:
+            self._empty_writes += 1
+            if self._empty_writes >= MAX_EMPTY_WRITES:
+                raise OSError(f"{self.stream!r} accepted no data {MAX_EMPTY_WRITES} times in a row")
+        return Step.wait_writable(fileno_or_none(self.stream))
+
+    def _rest_until_next_start(self, head: WriteRequest) -> Step:
+        times = head.recent_chunk_times
+        assert times  # the chunk just written is in it
+        average = sum(times) / len(times)
+        period = average * 100.0 / head.bandwidth_pct
+        now = time.monotonic()
+        if head.planned_start is None:
+            head.planned_start = now - average
+        # Behind schedule (late wake-ups, a slow chunk, a busy machine): catch up,
+        # but by no more than a few milliseconds' worth, rather than bursting to
+        # pay back a long stall at once.
+        planned = max(head.planned_start + period, now - max(period, _MAX_CATCH_UP))
+        head.planned_start = planned
+        if planned <= now:
+            return Step.more()
+        return Step.sleep(planned - now)
+
+    # -- ending requests ------------------------------------------------------------------
+
+    def _finish_batch(self) -> None:
+        """Everything in the batch is written: fsync and close if asked, and complete its tasks."""
+        batch = self.batch
+        head = batch[0]
+        if head.fsync:
+            os.fsync(self.stream.fileno())
+        if head.close_when_finished:
+            self.stream.close()
+        results = []
+        weight = 0
+        for request in batch:
+            request.status = request.written = request.total
+            request.blocks = ()  # written: a finished write need not keep its payload
+            results.append(request.total)
+            weight += request.total
+        self.batch = []
+        self._credited = 0
+        self.engine.complete(batch, results, None, weight)
+
+    def _fail_batch(self, error: BaseException) -> None:
+        """The batch's write failed with *error*: its requests fail, and so will the stream's later ones."""
+        batch = self.batch
+        self.batch = []
+        if batch:
+            head = batch[0]
+            if self._chunk_start >= 0 and self.chunk is not None and len(batch) == 1:
+                self._count_what_reached_the_file(head)
+            if head.close_when_finished:
+                _close_quietly(self.stream)
+        self.chunk = None
+        self._chunk_done = self._credited = 0
+        self._chunk_start = -1
+        self._flush_pending = False
+        streamfailures.record_failure(self.stream, error)
+        if not batch:
+            logger.error("writing to %r failed outside any write", self.stream, exc_info=error)
+            return
+        weight = 0
+        for request in batch:
+            request.status = request.written
+            request.blocks = ()  # never to be written: let the payload go
+            weight += request.total
+        self.engine.complete(batch, [None] * len(batch), error, weight)
+
+    def _end_unwritten(self, request: WriteRequest, failure: BaseException) -> None:
+        """End a request that never began: cancelled, or refused (its stream or predecessor failed)."""
+        request.blocks = ()
+        if request.close_when_finished:
+            _close_quietly(self.stream)
+        self.engine.complete((request,), (None,), failure, request.total)
+
+    def _count_what_reached_the_file(self, head: WriteRequest) -> None:
+        """After a failure: ``written`` is what reached the file, not what the buffer took.
+
+        A BufferedWriter that meets ENOSPC has taken bytes it will never write,
+        and may have written part of a chunk whose write() raised.
+        """
+        assert self._position_fd is not None and self.chunk is not None
+        try:
+            now = os.lseek(self._position_fd, 0, os.SEEK_CUR)
+        except OSError:
+            return
+        reached = max(0, min(now - self._chunk_start, len(self.chunk)))
+        head.written = self._written_at_chunk + reached
+
+    def _end_of_run(self) -> Optional[Step]:
+        """No request left: leave the map, and end the run (None if one arrived meanwhile)."""
+        with _registry_lock:
+            if self.pending:
+                return None
+            if _writers.get(self.key) is self:
+                del _writers[self.key]
+        if self.pending:
+            # A GC finalizer or signal handler on this thread wrote while we held the
+            # map's lock: its request is ours, so the run goes on and leaves again.
+            with _registry_lock:
+                _writers.setdefault(self.key, self)
+            return None
+        return Step.done(None)
+
+    def _look_at_stream(self) -> None:
+        stream = self.stream
+        cls = type(stream)
+        # A raw stream's write() returns None for "would block"; anything else
+        # returning None is an old-style file-like object that took everything.
+        self._none_means_eagain = issubclass(cls, io.RawIOBase)
+        self._has_flush = callable(getattr(stream, "flush", None))
+        self._buffered = cls in _BUFFERED_FILES
+        self._pipe = blocking_pipe(stream)
+        self._pipe_text = self._pipe is not None and writes_text(stream)
+        self._looked = True
+
+
+# -- finding a stream's writer ---------------------------------------------------------------
+
+# (id(stream), id(engine)) -> the writer, only while it has work; it holds the
+# stream then, so the id cannot be reused meanwhile.  Re-entrant: a GC finalizer
+# or signal handler may write on a thread that holds it.
+_writers: Dict[Tuple[int, int], StreamWriter] = {}
+_registry_lock = threading.RLock()
+
+
+def submit(request: WriteRequest, engine: Engine, timeout: Optional[float] = None) -> None:
+    """Hand *request* to its stream's writer on *engine*, scheduling the writer if it is idle.
+
+    First counts the payload against the queue's ``max_pending_bytes``,
+    waiting up to *timeout* for room (TimeoutError, nothing queued).  Raises
+    :class:`~nonblock.engine.QueueShutdown` after the queue's shutdown, and
+    RuntimeError for a request submitted before.
+    """
+    if request.queue is not None:
+        raise RuntimeError(f"{request!r} has already been submitted")
+    engine.reserve_room(request.total, timeout)
+    request.attach(engine)
+    stream = request.stream
+    key = (id(stream), id(engine))
+    with _registry_lock:
+        writer = _writers.get(key)
+        idle = writer is None
+        if writer is None:
+            writer = _writers[key] = StreamWriter(stream, engine, key)
+        writer.pending.append(request)
+    if idle:
+        try:
+            engine.schedule(writer)
+        except BaseException as error:
+            with _registry_lock:
+                if _writers.get(key) is writer:
+                    del _writers[key]
+            # Nobody runs the writer, so nobody else ends what it holds.
+            writer.engine.complete(writer.pending, [None] * len(writer.pending), error,
+                                   sum(pending.total for pending in writer.pending))
+            raise
+
+
+def _forget_writers_in_child() -> None:
+    # What the parent's writers hold is the parent's to write.
+    global _registry_lock
+    _registry_lock = threading.RLock()
+    for writer in list(_writers.values()):
+        for request in (*writer.batch, *writer.pending):
+            request.abandon_after_fork(RuntimeError("this write belongs to the parent process"))
+    _writers.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_writers_in_child)
+
+
+def _close_quietly(stream: Any) -> None:
+    try:
+        stream.close()
+    except Exception:
+        pass  # the failure that brought us here is the one to report
+
+
+def _regular_file_descriptor(stream: Any) -> Optional[int]:
+    try:
+        fileno = int(stream.fileno())
+        return fileno if stat.S_ISREG(os.fstat(fileno).st_mode) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _piece(block: Block, start: int, end: int) -> Block:
+    """``block[start:end]`` without copying bytes (a bytes slice would be a copy)."""
+    if start == 0 and end >= len(block):
+        return block
+    if type(block) is bytes:
+        return memoryview(block)[start:end]
+    return block[start:end]
