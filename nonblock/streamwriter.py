@@ -59,6 +59,9 @@ _BUFFERED_FILES = (io.BufferedWriter, io.BufferedRandom)
 # For smaller writes (which are usually joined) a system call per chunk is not
 # worth it: after a failure their count may be off by the write itself.
 _COUNT_POSITION_ABOVE = 64 * 1024
+# The most requests one chunk joins.  The op that writes it also completes each
+# of their tasks; bounded, other work waits behind it a fraction of a millisecond.
+_JOIN_AT_MOST = 256
 
 
 class WriteRequest(Task[int]):
@@ -288,7 +291,8 @@ class StreamWriter:
         room = head.chunk_size - head.total
         text = head.is_text()
         pending = self.pending
-        while pending:
+        batch = self.batch
+        while pending and len(batch) < _JOIN_AT_MOST:
             follower = pending[0]
             if not follower.joinable or follower.total > room:
                 break
@@ -305,7 +309,7 @@ class StreamWriter:
             pending.popleft()
             if not self._mark_running(follower):
                 continue
-            self.batch.append(follower)
+            batch.append(follower)
             room -= follower.total
 
     def _joined_chunk(self) -> Optional[Block]:

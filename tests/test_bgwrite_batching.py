@@ -74,6 +74,19 @@ def test_a_batch_never_grows_past_one_chunk(queue, tmp_path):
     assert path.read_bytes() == b"".join(payloads)
 
 
+def test_a_batch_joins_at_most_256_writes_so_other_work_waits_little(queue, tmp_path):
+    # The op that writes a batch completes each of its writes: bounded, so that
+    # work queued behind it (an open, a read) waits a fraction of a millisecond.
+    path, stream = counting_file(tmp_path, "bounded")
+    gate = hold_disk(queue)
+    writes = [bgwrite(stream, b"%03d" % (i % 1000), queue=queue) for i in range(600)]
+    gate.set()
+    assert [write.result(timeout=60) for write in writes] == [3] * 600
+    assert stream.calls == 3  # 256 + 256 + 88
+    stream.close()
+    assert path.read_bytes() == b"".join(b"%03d" % i for i in range(600))
+
+
 def test_a_failed_batch_fails_every_write_it_carried(queue):
     full = open("/dev/full", "wb")
     gate = hold_disk(queue)
@@ -195,7 +208,7 @@ def test_text_and_bytes_to_a_stream_that_takes_both_are_never_joined(queue):
     stream = BothKinds()
     gate = hold_disk(queue)
     # The first write is empty, so its own data says nothing of the batch's kind.
-    texts = 300
+    texts = 200
     writes = [bgwrite(stream, b"", queue=queue)]
     writes += [bgwrite(stream, "x", queue=queue) for _ in range(texts)]
     writes.append(bgwrite(stream, b"y", queue=queue))
