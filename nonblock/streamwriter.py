@@ -109,10 +109,6 @@ class WriteRequest(Task[int]):
         size = self.chunk_size
         return size is not None and self.total <= size and not self.close_when_finished and not self.fsync
 
-    def is_text(self) -> Optional[bool]:
-        blocks = self.blocks
-        return isinstance(blocks[0], str) if blocks else None
-
     def next_chunk(self) -> Optional[Block]:
         """The next chunk to write, cut from the payload without copying; None at the end."""
         blocks = self.blocks
@@ -166,7 +162,11 @@ class StreamWriter:
         # many chunks; joined ones are whole in it), and how far it has got.
         self.batch: List[WriteRequest] = []
         self.chunk: Optional[Block] = None
-        self._credited = 0  # how many of the batch the stream has taken in full
+        # How much of the chunk has been credited to the batch's requests, and how
+        # many of them are credited in full.  A joined chunk taken whole is
+        # credited only as it finishes; a part, whenever a caller could look.
+        self._credited_units = 0
+        self._credited = 0
         self._chunk_done = 0
         self._flush_pending = False
         self._chunk_io_time = 0.0
@@ -289,7 +289,7 @@ class StreamWriter:
         """Take the small requests queued right behind *head* into its chunk, as many as fit."""
         assert head.chunk_size is not None
         room = head.chunk_size - head.total
-        text = head.is_text()
+        text = isinstance(head.blocks[0], str) if head.blocks else None
         pending = self.pending
         batch = self.batch
         while pending and len(batch) < _JOIN_AT_MOST:
@@ -299,8 +299,9 @@ class StreamWriter:
             after = follower.after
             if after is not None and (not after.io_done or after.io_error is not None):
                 break  # it waits, or fails, as a head of its own
-            is_text = follower.is_text()
-            if is_text is not None:
+            blocks = follower.blocks
+            if blocks:
+                is_text = isinstance(blocks[0], str)
                 # A stream of unknown kind may be given both text and bytes: no joining those.
                 if text is None:
                     text = is_text
@@ -339,8 +340,12 @@ class StreamWriter:
             if taken:
                 self._empty_writes = 0
                 self._chunk_done += taken
-                self._credit(taken)
+                if len(self.batch) == 1:
+                    head.written += taken
+                    head.status = head.written
+                    self._credited_units = self._chunk_done
             if self._chunk_done < len(chunk):
+                self._credit_what_was_taken()
                 self._chunk_io_time += time.perf_counter() - started
                 if pipe is not None and taken and not blocked:
                     # A piece of the chunk is in: flushed now, so the stream's buffer never
@@ -355,6 +360,7 @@ class StreamWriter:
                 self.stream.flush()
             except BlockingIOError:
                 # The bytes sit in the stream's buffer; flush again when there is room.
+                self._credit_what_was_taken()
                 self._chunk_io_time += time.perf_counter() - started
                 return Step.wait_writable(fileno_or_none(self.stream))
             self._flush_pending = False
@@ -364,7 +370,7 @@ class StreamWriter:
             if times is None:
                 times = head.recent_chunk_times = collections.deque(maxlen=head.smoothing)
             times.append(self._chunk_io_time + time.perf_counter() - started)
-        self._chunk_done = 0
+        self._chunk_done = self._credited_units = 0
         self._chunk_io_time = 0.0
         self._chunk_start = -1
         self.chunk = None
@@ -396,8 +402,10 @@ class StreamWriter:
             )
         return int(taken), False
 
-    def _credit(self, taken: int) -> None:
-        """Credit *taken* units to the batch's requests, in order."""
+    def _credit_what_was_taken(self) -> None:
+        """Credit what the stream has taken of the chunk so far to the batch's requests, in order."""
+        taken = self._chunk_done - self._credited_units
+        self._credited_units = self._chunk_done
         batch = self.batch
         index = self._credited
         while taken and index < len(batch):
@@ -459,6 +467,8 @@ class StreamWriter:
 
     def _fail_batch(self, error: BaseException) -> None:
         """The batch's write failed with *error*: its requests fail, and so will the stream's later ones."""
+        if self.chunk is not None:
+            self._credit_what_was_taken()
         batch = self.batch
         self.batch = []
         if batch:
@@ -468,7 +478,7 @@ class StreamWriter:
             if head.close_when_finished:
                 _close_quietly(self.stream)
         self.chunk = None
-        self._chunk_done = self._credited = 0
+        self._chunk_done = self._credited = self._credited_units = 0
         self._chunk_start = -1
         self._flush_pending = False
         streamfailures.record_failure(self.stream, error)

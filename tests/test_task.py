@@ -1,8 +1,9 @@
-"""A Task is a concurrent.futures.Future that builds its Condition only when somebody waits.
+"""A Task is a concurrent.futures.Future (a LazyFuture) with thread_manager's task model.
 
 These tests hold a Task to Future's contract directly (no queue), across the
 races that the on-demand Condition could get wrong: a waiter arriving while the
-task completes, done-callbacks, futures.wait and as_completed, cancellation.
+task completes, done-callbacks, futures.wait and as_completed, cancellation;
+and to its model: quiet completion only when nobody is to be told.
 """
 
 from __future__ import annotations
@@ -17,18 +18,6 @@ from typing import Any, List, Optional
 import pytest
 
 from nonblock.task import ExecutionState, Task, end_io_in_order
-
-
-def test_a_task_has_every_field_a_future_has():
-    # Future.__init__ is skipped on purpose; a new field in a later Python must not be missed.
-    future = concurrent.futures.Future()
-    task = Task()
-    for name, value in vars(future).items():
-        if name not in ("_condition", "_waiters", "_done_callbacks"):  # those three come later
-            assert getattr(task, name) == value, name
-    condition = task._condition
-    assert isinstance(condition, threading.Condition) and task._condition is condition
-    assert task._waiters == [] and task._done_callbacks == []  # made with the Condition
 
 
 def test_completing_a_task_nobody_waits_on_builds_no_condition():
@@ -145,19 +134,19 @@ def test_a_running_task_cannot_be_cancelled():
 
 def test_quiet_completion_declines_when_anybody_would_be_told():
     with_callback: Task[int] = Task(on_end=lambda t: None)
-    assert with_callback._end_io(1, None, True) == (False, None)
+    assert with_callback.end_io(1, None, True) == (False, None)
     watched: Task[int] = Task()
     assert watched.execution_state_queue.empty()  # somebody watches the states
-    assert watched._end_io(1, None, True) == (False, None)
+    assert watched.end_io(1, None, True) == (False, None)
     with_done_callback: Task[int] = Task()
     with_done_callback.add_done_callback(lambda t: None)
-    assert with_done_callback._end_io(1, None, True) == (False, None)
+    assert with_done_callback.end_io(1, None, True) == (False, None)
     assert not (with_callback.done() or watched.done() or with_done_callback.done())
     plain: Task[int] = Task()
-    assert plain._end_io(1, None, True) == (True, None)
+    assert plain.end_io(1, None, True) == (True, None)
     assert plain.execution_state is ExecutionState.CLOSED and plain.result() == 1
     not_now: Task[int] = Task()
-    assert not_now._end_io(1, None, False) == (False, None)  # the engine said: not here
+    assert not_now.end_io(1, None, False) == (False, None)  # the engine said: not here
     assert not not_now.done()
 
 
@@ -190,13 +179,13 @@ def test_tasks_ending_together_with_an_error_all_carry_it_and_release_their_hook
     assert completed == tasks and handed_over == []
     assert hooks == [(released.append, tasks[1])]
     for task in tasks:
-        assert task.exception() is error and task._io_exception is error
+        assert task.exception() is error and task.io_error is error
 
 
 @pytest.mark.parametrize("how", ["result", "wait", "exception", "done_callback"])
 def test_waiters_that_arrive_while_tasks_end_together_all_wake(how):
-    # The engine completes tasks that have no lock under the module's guard,
-    # which is also where a waiter makes its task's lock: a waiter arriving at
+    # A task that has no lock is completed under the module's guard, which is
+    # also where a waiter makes its task's lock: a waiter arriving at
     # any moment either finds the task done or is woken.  A lost wake-up hangs
     # here (the pytest timeout turns that into a failure).  Threads switch as
     # often as the interpreter allows, so that the waiter lands in every gap.
