@@ -1,17 +1,18 @@
-"""The IO-thread half of a BackgroundHddFile: the real file object and the jobs that touch it.
+"""The IO-thread half of a BackgroundHddFile: the real file object, and the requests that touch it.
 
 A :class:`~nonblock.hddfile.BackgroundHddFile` is two halves.  The caller's half
-(hddfile.py) gathers writes and turns calls into jobs; this half, a
-:class:`FileChannel`, owns the builtin file object that open() returned and is
-only ever touched by the queue's IO threads, one op at a time, holding the disk
-token.  The channel is also the jobs' *lane*, so they run in the order the
-caller issued them and never interleave.
+(hddfile.py) gathers writes and turns calls into requests; this half, a
+:class:`FileChannel`, owns the builtin file object that open() returned.  Its
+requests (:class:`FileWrite` batches and :class:`FileCall` calls) go to the
+real file's stream writer (:mod:`nonblock.streamwriter`), the same one that
+bgwrite uses: only the queue's IO threads touch the real file, one op at a
+time, holding the disk token, in the order the caller issued them.
 
 Three rules hold here:
 
 * **Nothing after a failure is written.**  The first error of a write, a flush,
-  a sync or the close is kept in :attr:`FileChannel.error`; every write job
-  that starts after it fails with :class:`~nonblock.hddq.PredecessorFailed`
+  a sync or the close is kept in :attr:`FileChannel.error`; every write
+  that comes up after it fails with :class:`~nonblock.engine.PredecessorFailed`
   instead of writing, so the file never gets a hole.
 * **The channel knows when the real file may hold written bytes.**  Joined
   writes are flushed chunk by chunk; exact ones (text, append) are flushed
@@ -21,8 +22,8 @@ Three rules hold here:
 * **Every byte is settled.**  :attr:`FileChannel.settled` counts what left the
   caller's hands and reached its end, written or failed, by what it weighed in
   the caller's memory (its size plus each piece's object overhead); the
-  caller's bound on pending data waits on it.  Only jobs update it, holding the disk token, so
-  the two IO threads never race on it.
+  caller's bound on pending data waits on it.  Only the writer's hooks update
+  it, holding the disk token, so the two IO threads never race on it.
 """
 
 from __future__ import annotations
@@ -33,11 +34,10 @@ import threading
 import weakref
 from typing import Any, Callable, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
-from nonblock.background import FunctionJob
-from nonblock.engine import PredecessorFailed, Step, Task
-from nonblock.streams import MAX_EMPTY_WRITES, blocking_pipe, fileno_or_none
+from nonblock.engine import PredecessorFailed
+from nonblock.streamwriter import Block, WriteRequest
 
-__all__ = ["ChannelCall", "FileChannel", "WriteJob"]
+__all__ = ["FileCall", "FileChannel", "FileWrite"]
 
 logger = logging.getLogger("nonblock")
 
@@ -161,30 +161,34 @@ class FileChannel:
 _open_channels: Set[FileChannel] = set()
 
 
-class ChannelCall(FunctionJob):
-    """One call on the channel as a single op: a read, a seek, a sync, the close.
+class FileCall(WriteRequest):
+    """One call on the channel's real file, in its place among the writes: a read, a seek, a sync, the close.
 
     With *records_errors* (sync and close), a failure is the file's error like
     a failed write; otherwise (reads, seeks) it is only the caller's answer.
     """
 
+    is_call = True
+
     def __init__(self, channel: FileChannel, function: Callable[..., Any],
                  args: Sequence[Any] = (), *, records_errors: bool = False) -> None:
-        super().__init__(function, args, {})
+        super().__init__()
+        self.set_payload(channel.real, (), None, total=0, weight=0)
         self.channel = channel
+        self.function = function
+        self.args = args
         self.records_errors = records_errors
 
-    def perform(self, task: Optional[Task[Any]]) -> Step:
-        try:
-            return super().perform(task)
-        except BaseException as error:
-            if self.records_errors:
-                self.channel.fail(error, 0)
-            raise
+    def call(self) -> Any:
+        return self.function(*self.args)
+
+    def failed(self, error: BaseException) -> None:
+        if self.records_errors:
+            self.channel.fail(error, 0)
 
 
-class WriteJob:
-    """Write the caller's gathered *pieces* through the channel, a chunk's worth per op.
+class FileWrite(WriteRequest):
+    """The caller's gathered *pieces*, written through the channel's real file by its stream's writer.
 
     How the pieces reach the real file depends on the channel:
 
@@ -199,169 +203,62 @@ class WriteJob:
       readline() reads past a write it has not flushed yet.  Only the caller's
       own sequence of calls gives the answers open() gives.
 
-    Short writes and EAGAIN are followed to the last byte.  With *flush_after*
-    the job ends with a flush (the caller's flush(), or a wait()).  The result
-    is the number of bytes (characters, in text mode) written.
+    With *flush_after* the request ends with a flush (the caller's flush(), or
+    a wait()).  The result is the number of bytes (characters, in text mode)
+    written.  As chunks are written, their share of the pieces' memory *cost*
+    is given back to the channel (see hddfile's max_pending_bytes).
     """
 
     def __init__(self, channel: FileChannel, pieces: List[Piece], size: int, *,
                  flush_after: bool = False, cost: Optional[int] = None) -> None:
+        super().__init__()
+        self.set_payload(channel.real, (), channel.chunk_size, total=size, weight=0)
         self.channel = channel
-        self.size = size
-        self.settled = 0
-        # What the pieces weigh in the caller's memory (see hddfile's max_pending_bytes):
-        # given back to the channel in step with what is written.
         self.cost = size if cost is None else cost
+        self.settled = 0
         self._cost_settled = 0
-        self.flush_after = flush_after
+        self.flush_each_chunk = not channel.exact
+        self.flush_at_end = flush_after and channel.exact
         self._chunks: Iterator[_Chunk] = (
             _exact_chunks(pieces, channel.chunk_size) if channel.exact
             else _joined_chunks(pieces, channel.chunk_size)  # type: ignore[arg-type]
         )
-        self._chunk: Optional[_Chunk] = None
-        self._item = 0  # which item of the current chunk is being written
-        self._offset = 0  # how much of that item the stream has taken
-        self._pipe: Any = None  # a BlockingPipe (see _write_to_pipe); False: not a blocking pipe
-        self._flush_pending = False
-        self._empty_writes = 0
 
-    def prepare(self) -> None:
-        if self._chunk is None:
-            self._chunk = next(self._chunks, None)
+    @property
+    def joinable(self) -> bool:
+        return False  # gathered into a batch already
 
-    def perform(self, task: Optional[Task[Any]]) -> Step:
-        channel = self.channel
-        try:
-            if channel.error is not None:
-                raise channel.not_written()
-            return self._perform(task)
-        except BaseException as error:
-            self.settled = self.size
-            channel.fail(error, self._settle_cost())
-            raise
+    def next_items(self) -> Optional[Tuple[List[Block], int]]:
+        return next(self._chunks, None)
 
-    def abandon(self, cause: BaseException) -> Optional[BaseException]:
-        self.settled = self.size
+    def refusal(self) -> Optional[BaseException]:
+        return self.channel.not_written() if self.channel.error is not None else None
+
+    def wrote(self) -> None:
+        self.channel.dirty = True
+
+    def paused_unflushed(self) -> None:
+        self.channel.mid_chunk = True
+
+    def flushed(self) -> None:
+        self.channel.mid_chunk = self.channel.dirty = False
+
+    def chunk_done(self, units: int) -> None:
+        self.settled += units
         self.channel.settle(self._settle_cost())
-        return None
 
-    def _perform(self, task: Optional[Task[Any]]) -> Step:
-        channel = self.channel
-        real = channel.real
-        chunk = self._chunk
-        if chunk is None:
-            if self.flush_after and not self._flush(real):
-                return Step.wait_writable(fileno_or_none(real))
-            return Step.done(self.settled)
-        items, size = chunk
-        if not self._flush_pending:
-            if self._pipe is None:
-                self._pipe = blocking_pipe(real) or False
-            if self._pipe:
-                step = self._write_to_pipe(real, items)
-                if step is not None:
-                    return step
-            elif channel.text:
-                # Text takes every piece whole (a non-blocking descriptor was
-                # refused at open), so this is the plain loop, a million times.
-                write = real.write
-                for item in items:
-                    write(item)
-            else:
-                while self._item < len(items):
-                    step = self._write_bytes(real, items[self._item])  # type: ignore[arg-type]
-                    if step is not None:
-                        return step
-                    self._item += 1
-                    self._offset = 0
-            channel.dirty = True
-        if not channel.exact and not self._flush(real):
-            return Step.wait_writable(fileno_or_none(real))
-        self._chunk = None
-        self._item = 0
-        self.settled += size
-        channel.settle(self._settle_cost())
-        if task is not None:
-            task.status = self.settled
-        if self.settled >= self.size and not self.flush_after:
-            return Step.done(self.settled)
-        return Step.more()
+    def failed(self, error: BaseException) -> None:
+        self.settled = self.total
+        self.channel.fail(error, self._settle_cost())
 
     def _settle_cost(self) -> int:
         """The share of the pieces' cost that what has been settled so far frees, not yet given back."""
-        if self.settled >= self.size:
+        if self.settled >= self.total:
             share = self.cost - self._cost_settled
         else:
-            share = self.cost * self.settled // self.size - self._cost_settled
+            share = self.cost * self.settled // self.total - self._cost_settled
         self._cost_settled += share
         return share
-
-    def _write_to_pipe(self, real: Any, items: List[Chunk]) -> Optional[Step]:
-        """As much of the items as a blocking pipe surely takes now, flushed; a Step until all are in.
-
-        No more than the pipe takes without waiting once poll() says it has
-        room, so the IO thread never waits inside write() for a reader, holding
-        the disk (see streams.BlockingPipe).
-        """
-        pipe = self._pipe
-        if not pipe.has_room():
-            return Step.wait_writable(pipe.fileno)
-        budget = pipe.room(self.channel.text)
-        while budget > 0 and self._item < len(items):
-            item = items[self._item]
-            if self._offset >= len(item):
-                self._item += 1
-                self._offset = 0
-                continue
-            end = min(len(item), self._offset + budget)
-            if self._offset == 0 and end == len(item):
-                real.write(item)
-            elif isinstance(item, str):
-                real.write(item[self._offset:end])
-            else:
-                real.write(memoryview(item)[self._offset:end])  # a blocking stream takes it whole
-            budget -= end - self._offset
-            self._offset = end
-        real.flush()
-        while self._item < len(items) and self._offset >= len(items[self._item]):
-            self._item += 1
-            self._offset = 0
-        return None if self._item >= len(items) else Step.more()
-
-    def _flush(self, real: Any) -> bool:
-        """Flush the real file; False if the stream has no room (flush again when it has)."""
-        try:
-            real.flush()
-        except BlockingIOError:
-            self._flush_pending = True  # the bytes sit in the buffer until there is room
-            self.channel.mid_chunk = True
-            return False
-        self._flush_pending = False
-        self.channel.mid_chunk = False
-        self.channel.dirty = False
-        return True
-
-    def _write_bytes(self, real: Any, data: Union[bytes, memoryview]) -> Optional[Step]:
-        """Offer the rest of *data* until it is all taken; a Step if we must wait."""
-        while self._offset < len(data):
-            rest = memoryview(data)[self._offset:] if self._offset else data
-            try:
-                taken = real.write(rest)
-            except BlockingIOError as error:
-                self._offset += error.characters_written
-                self.channel.mid_chunk = True
-                return Step.wait_writable(fileno_or_none(real))
-            if taken is None:  # a non-blocking raw stream with no room
-                self.channel.mid_chunk = True
-                return Step.wait_writable(fileno_or_none(real))
-            if taken == 0:
-                self._empty_writes += 1
-                if self._empty_writes >= MAX_EMPTY_WRITES:
-                    raise OSError(f"{real!r} accepted no data {MAX_EMPTY_WRITES} times in a row")
-                continue
-            self._empty_writes = 0
-            self._offset += taken
-        return None
 
 
 # A chunk: the items to write in order, and its size.

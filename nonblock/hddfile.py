@@ -16,9 +16,10 @@ object that open() returns lives on the HDD queue (see filechannel.py) and only
 the queue's IO threads touch it.  So:
 
 * ``write()`` keeps a reference to the data (a copy of a mutable buffer) and
-  returns.  Writes are gathered into batches of several MiB, each one job on
-  the queue, written a chunk of the ``ioPrio`` profile's size per turn at the
-  disk: a million small writes are not a million queue ops.
+  returns.  Writes are gathered into batches of several MiB, each one request
+  to the real file's stream writer (the one bgwrite uses), written a chunk of
+  the ``ioPrio`` profile's size per turn at the disk: a million small writes
+  are not a million queue ops.
 * ``flush()`` hands what is gathered to the queue and returns.  ``close()`` does
   the same, queues the close, and returns; ``closed`` is True at once and
   ``finished`` once everything is written, flushed (fsynced with ``fsync=True``)
@@ -52,10 +53,10 @@ import threading
 import weakref
 from typing import Any, Callable, Iterable, List, Optional, Tuple, Union, cast
 
-from nonblock import _checks
+from nonblock import _checks, streamwriter
 from nonblock.background import FunctionJob
 from nonblock.engine import Engine, QueueShutdown, Task, prepare_before_stop
-from nonblock.filechannel import ChannelCall, FileChannel, Piece, WriteJob
+from nonblock.filechannel import FileCall, FileChannel, FileWrite, Piece
 from nonblock.hddq import HddQueue, default_queue
 from nonblock.priority import DEFAULT_IO_PRIORITY, BackgroundIOPriority, resolve_priority
 
@@ -209,7 +210,7 @@ class BackgroundHddFile(io.IOBase):
                 "a full pipe could lose text; open it in binary mode"
             )
         chunk_size = profile.defaultChunkSize
-        # Where the real file's answers depend on its buffers (see WriteJob), it
+        # Where the real file's answers depend on its buffers (see FileWrite), it
         # gets the caller's own calls, one for one.
         exact = self._is_text or "a" in mode
         self._channel = FileChannel(real, chunk_size=chunk_size, text=self._is_text, exact=exact,
@@ -217,7 +218,7 @@ class BackgroundHddFile(io.IOBase):
         self._reopen_args = (mode, buffering, encoding, errors, newline, closefd)
         self._channel.owner = weakref.ref(self)
         # Gathered writes are handed over in batches of this size: big enough
-        # that the cost of a job (a Future, a turn in the lane) is spread over
+        # that the cost of a request (a Future, a hand-over) is spread over
         # several chunks, small enough that a few are in flight within the bound.
         self._batch_size = max(1, min(max(chunk_size, _MIN_BATCH), self._max_pending // 4))
         self._lock = threading.Lock()
@@ -331,7 +332,7 @@ class BackgroundHddFile(io.IOBase):
             self._check_open()
             self._submit_parts()
             channel = self._channel
-            return self._submit(ChannelCall(channel, channel.sync, records_errors=True))
+            return self._submit(FileCall(channel, channel.sync, records_errors=True))
 
     def close(self) -> None:
         """Queue the rest and the close, and return.  Raises an error already known."""
@@ -399,22 +400,22 @@ class BackgroundHddFile(io.IOBase):
             self._check_open()
             self._submit_parts()
             channel = self._channel
-            task = self._submit(ChannelCall(channel, getattr(channel.real, method), args))
+            task = self._submit(FileCall(channel, getattr(channel.real, method), args))
         task.wait()
         if channel.error is not None:
             self._raise_error()
         return task.result()
 
-    def _submit(self, job: Any, *, shutdown_is_an_error: bool = True) -> Task[Any]:
-        """Queue *job* in this file's lane.  Called with the lock held."""
+    def _submit(self, request: streamwriter.WriteRequest, *, shutdown_is_an_error: bool = True) -> Task[Any]:
+        """Hand *request* to the real file's stream writer.  Called with the lock held."""
         try:
-            task = self._queue.submit_job(job, lane=self._channel)
+            streamwriter.submit(request, self._queue)
         except QueueShutdown as error:
             if shutdown_is_an_error:
                 self._channel.fail(error, 0)
             raise
-        self._last_task = task
-        return task
+        self._last_task = request
+        return request
 
     def _submit_parts(self, flush: bool = False) -> None:
         """Hand the gathered writes to the queue as one job.  Called with the lock held; never waits.
@@ -426,12 +427,13 @@ class BackgroundHddFile(io.IOBase):
         if not self._gathered.parts:
             if flush:
                 try:
-                    self._submit(WriteJob(self._channel, [], 0, flush_after=True), shutdown_is_an_error=False)
+                    flushing = FileWrite(self._channel, [], 0, flush_after=True)
+                    self._submit(flushing, shutdown_is_an_error=False)
                 except QueueShutdown:
                     pass  # nothing to write; the close flushes the rest
             return
         parts, size, cost = self._gathered.take()
-        self._submit(WriteJob(self._channel, parts, size, flush_after=flush, cost=cost))
+        self._submit(FileWrite(self._channel, parts, size, flush_after=flush, cost=cost))
         self._submitted += cost
 
     def _wait_for_room(self, size: int) -> None:
@@ -476,7 +478,7 @@ class BackgroundHddFile(io.IOBase):
                 pass  # now the file's error, raised by close()
         if channel.error is not None:
             self._gathered.drop()  # refused with the error: nothing more is written
-        closing = ChannelCall(channel, channel.close, records_errors=True)
+        closing = FileCall(channel, channel.close, records_errors=True)
         try:
             self._close_task = self._submit(closing, shutdown_is_an_error=False)
         except QueueShutdown:

@@ -71,6 +71,11 @@ class WriteRequest(Task[int]):
     caller's own chunking); otherwise blocks are cut into chunks of at most
     *chunk_size* items.  The result is the number of bytes (characters, for a
     text stream) written; ``status`` follows ``written`` as it grows.
+
+    A subclass may give its chunks differently (:meth:`next_items`) and hear
+    how the write goes through the hooks below (a BackgroundHddFile's batches
+    and calls do: see :mod:`nonblock.filechannel`); bgwrite's requests use the
+    defaults.
     """
 
     # Where the writer has got in the payload, read from these class defaults
@@ -79,6 +84,11 @@ class WriteRequest(Task[int]):
     block_offset = 0  # where the next chunk starts in the current block
     recent_chunk_times: Optional[Deque[float]] = None  # kept only for throttling
     planned_start: Optional[float] = None  # when the current chunk was due (throttling)
+    # How the writer treats the request.
+    is_call = False  # a call on the stream (call()), not data to write
+    flush_each_chunk = True  # flush after every chunk (else only as flush_at_end says)
+    flush_at_end = False  # flush once the last chunk is written
+    end_flushed = False
 
     def set_payload(
         self,
@@ -91,6 +101,7 @@ class WriteRequest(Task[int]):
         fsync: bool = False,
         total: Optional[int] = None,
         after: Optional[Task[Any]] = None,
+        weight: Optional[int] = None,
     ) -> None:
         self.stream = stream
         self.blocks = blocks
@@ -102,12 +113,22 @@ class WriteRequest(Task[int]):
         self.total = sum(map(len, blocks)) if total is None else total
         self.written = 0
         self.after = after
+        # What it counts against the queue's max_pending_bytes until it ends.
+        self.weight = self.total if weight is None else weight
 
     @property
     def joinable(self) -> bool:
         """A plain one-chunk write: may share a chunk with its neighbours."""
         size = self.chunk_size
         return size is not None and self.total <= size and not self.close_when_finished and not self.fsync
+
+    def next_items(self) -> Optional[Tuple[List[Block], int]]:
+        """The next chunk, as the pieces to offer the stream one write() call each, and its size.
+
+        None at the end.
+        """
+        chunk = self.next_chunk()
+        return None if chunk is None else ([chunk], len(chunk))
 
     def next_chunk(self) -> Optional[Block]:
         """The next chunk to write, cut from the payload without copying; None at the end."""
@@ -145,6 +166,31 @@ class WriteRequest(Task[int]):
             skip = 0
         return pieces
 
+    # -- hooks: what a subclass hears of its write (called holding the disk) -------------
+
+    def refusal(self) -> Optional[BaseException]:
+        """Why this request must not begin (an earlier failure it knows of); None to go on."""
+        return None
+
+    def call(self) -> Any:
+        """For a call request (``is_call``): the call on the stream; its return value is the result."""
+        raise NotImplementedError
+
+    def wrote(self) -> None:
+        """The stream took a chunk; until it is flushed, it may hold some in its buffer."""
+
+    def paused_unflushed(self) -> None:
+        """The writer waits for room part-way into a chunk, or before its flush."""
+
+    def flushed(self) -> None:
+        """The stream was flushed: it holds nothing of this request."""
+
+    def chunk_done(self, units: int) -> None:
+        """A chunk of *units* bytes (characters) is written and flushed as the request asked."""
+
+    def failed(self, error: BaseException) -> None:
+        """The request ends with *error*, unwritten or part-way (called once, before its task ends)."""
+
 
 class StreamWriter:
     """Writes a stream's requests, in order, one chunk per op (see the module's docstring).
@@ -159,15 +205,18 @@ class StreamWriter:
         self.key = key
         self.pending: Deque[WriteRequest] = collections.deque()  # callers append, the op takes
         # The chunk being written: the requests it holds (the first one may span
-        # many chunks; joined ones are whole in it), and how far it has got.
+        # many chunks; joined ones are whole in it), its pieces, and how far it has got.
         self.batch: List[WriteRequest] = []
-        self.chunk: Optional[Block] = None
+        self.items: Optional[List[Block]] = None
+        self._item = 0  # the piece being offered
+        self._offset = 0  # how much of it the stream has taken
+        self._chunk_len = 0
+        self._chunk_done = 0
         # How much of the chunk has been credited to the batch's requests, and how
         # many of them are credited in full.  A joined chunk taken whole is
         # credited only as it finishes; a part, whenever a caller could look.
         self._credited_units = 0
         self._credited = 0
-        self._chunk_done = 0
         self._flush_pending = False
         self._chunk_io_time = 0.0
         self._empty_writes = 0
@@ -181,6 +230,7 @@ class StreamWriter:
         self._none_means_eagain = False
         self._has_flush = False
         self._buffered = False
+        self._text_whole = False  # a TextIOWrapper: it takes every piece whole
         self._pipe: Optional[BlockingPipe] = None
         self._pipe_text = False
 
@@ -213,18 +263,24 @@ class StreamWriter:
     # -- one op -----------------------------------------------------------------------
 
     def _perform(self) -> Step:
-        while self.chunk is None:
-            step = self._next_chunk()
+        while self.items is None:
+            step = self._next_items()
             if step is not None:
                 return step
-        return self._write_chunk()
+        return self._write_items()
 
-    def _next_chunk(self) -> Optional[Step]:
+    def _next_items(self) -> Optional[Step]:
         """Form the next chunk; or a Step to return (wait, or the run's end); None to look again."""
         if self.batch:
-            head = self.batch[0]  # a big request part-way
-            self.chunk = head.next_chunk()
-            if self.chunk is None:
+            head = self.batch[0]  # a request part-way
+            chunk = head.next_items()
+            if chunk is not None:
+                self._start_chunk(*chunk)
+            elif head.flush_at_end and not head.end_flushed:
+                head.end_flushed = True
+                self._start_chunk([], 0)
+                self._flush_pending = self._has_flush
+            else:
                 self._finish_batch()
             return None
         pending = self.pending
@@ -237,6 +293,8 @@ class StreamWriter:
         pending.popleft()
         if not self._begin(request):
             return None
+        if request.is_call:
+            return self._run_call(request)
         self.batch.append(request)
         if not self._looked:
             self._look_at_stream()
@@ -247,15 +305,17 @@ class StreamWriter:
         if request.joinable and pending:
             self._join_followers(request)
         if len(self.batch) > 1:
-            self.chunk = self._joined_chunk()
-        else:
-            self.chunk = request.next_chunk()
-        if self.chunk is None:  # nothing to write (empty writes)
-            self._finish_batch()
+            self._start_chunk(*self._joined_chunk())
+        # else the head's first chunk is asked for on the next look
         return None
 
+    def _start_chunk(self, items: List[Block], size: int) -> None:
+        self.items = items
+        self._chunk_len = size
+        self._item = self._offset = self._chunk_done = self._credited_units = 0
+
     def _begin(self, request: WriteRequest) -> bool:
-        """Start *request*, or end it at once (cancelled, predecessor failed, stream failed): False."""
+        """Start *request*, or end it at once (cancelled, predecessor failed, refused): False."""
         after = request.after
         if after is not None and after.io_error is not None:
             cause = after.io_error
@@ -267,11 +327,14 @@ class StreamWriter:
             return False
         if not self._mark_running(request):
             return False
-        if streamfailures.any_failed:
+        refusal = request.refusal()
+        if refusal is None and streamfailures.any_failed and not request.is_call:
             first = streamfailures.failure_of(self.stream)
             if first is not None:
-                self._end_unwritten(request, streamfailures.refusal(self.stream, first))  # no hole
-                return False
+                refusal = streamfailures.refusal(self.stream, first)  # no hole after a failure
+        if refusal is not None:
+            self._end_unwritten(request, refusal)
+            return False
         return True
 
     def _mark_running(self, request: WriteRequest) -> bool:
@@ -284,6 +347,19 @@ class StreamWriter:
             failure = misuse
         self._end_unwritten(request, failure)
         return False
+
+    def _run_call(self, request: WriteRequest) -> Step:
+        """A call on the stream, in its place among the writes (a BackgroundHddFile's read, seek, close)."""
+        try:
+            result = request.call()
+        except BaseException as error:
+            request.failed(error)
+            self.engine.complete((request,), (None,), error, request.weight)
+            if error.__traceback__ is not None:
+                traceback.clear_frames(error.__traceback__.tb_next)
+        else:
+            self.engine.complete((request,), (result,), None, request.weight)
+        return Step.more()  # a read may be long: the other streams get their turn
 
     def _join_followers(self, head: WriteRequest) -> None:
         """Take the small requests queued right behind *head* into its chunk, as many as fit."""
@@ -313,20 +389,19 @@ class StreamWriter:
             batch.append(follower)
             room -= follower.total
 
-    def _joined_chunk(self) -> Optional[Block]:
+    def _joined_chunk(self) -> Tuple[List[Block], int]:
         pieces: List[Any] = []
         for request in self.batch:
             pieces.extend(request.blocks)
             request.block_index = len(request.blocks)  # all in this chunk
         if not pieces:
-            return None
-        if isinstance(pieces[0], str):
-            return "".join(pieces)
-        return b"".join(pieces)
+            return [], 0
+        joined = "".join(pieces) if isinstance(pieces[0], str) else b"".join(pieces)
+        return [joined], len(joined)
 
-    def _write_chunk(self) -> Step:
-        chunk = self.chunk
-        assert chunk is not None
+    def _write_items(self) -> Step:
+        items = self.items
+        assert items is not None
         head = self.batch[0]
         started = time.perf_counter()
         if not self._flush_pending:
@@ -336,56 +411,89 @@ class StreamWriter:
             if self._position_fd is not None and not self._chunk_done:
                 self._chunk_start = os.lseek(self._position_fd, 0, os.SEEK_CUR)
                 self._written_at_chunk = head.written
-            taken, blocked = self._write_some(chunk)
-            if taken:
-                self._empty_writes = 0
-                self._chunk_done += taken
-                if len(self.batch) == 1:
-                    head.written += taken
-                    head.status = head.written
-                    self._credited_units = self._chunk_done
-            if self._chunk_done < len(chunk):
-                self._credit_what_was_taken()
-                self._chunk_io_time += time.perf_counter() - started
-                if pipe is not None and taken and not blocked:
-                    # A piece of the chunk is in: flushed now, so the stream's buffer never
-                    # holds more than the next poll() promises room for.
-                    if self._has_flush:
-                        self.stream.flush()
-                    return Step.more()
-                return self._wait_for_room(blocked, taken)
-            self._flush_pending = self._has_flush
+            if self._text_whole and pipe is None:
+                # A text wrapper on a blocking descriptor takes every piece whole:
+                # the plain loop, which a million small writes to a file need.
+                write = self.stream.write
+                for item in items:
+                    write(item)
+                self._item = len(items)
+                self._took(self._chunk_len)
+            else:
+                step = self._offer_items(items, pipe)
+                if step is not None:
+                    self._chunk_io_time += time.perf_counter() - started
+                    return step
+            head.wrote()
+            self._flush_pending = self._has_flush and head.flush_each_chunk
         if self._flush_pending:
             try:
                 self.stream.flush()
             except BlockingIOError:
                 # The bytes sit in the stream's buffer; flush again when there is room.
                 self._credit_what_was_taken()
+                head.paused_unflushed()
                 self._chunk_io_time += time.perf_counter() - started
                 return Step.wait_writable(fileno_or_none(self.stream))
             self._flush_pending = False
+            head.flushed()
         throttled = head.bandwidth_pct < 100.0
         if throttled:
             times = head.recent_chunk_times
             if times is None:
                 times = head.recent_chunk_times = collections.deque(maxlen=head.smoothing)
             times.append(self._chunk_io_time + time.perf_counter() - started)
-        self._chunk_done = self._credited_units = 0
+        head.chunk_done(self._chunk_len)
         self._chunk_io_time = 0.0
         self._chunk_start = -1
-        self.chunk = None
-        if head.written < head.total:
+        self.items = None
+        if len(self.batch) == 1 and (head.written < head.total or head.flush_at_end):
             return self._rest_until_next_start(head) if throttled else Step.more()
         self._finish_batch()
         return Step.more()
 
-    def _write_some(self, chunk: Block) -> Tuple[int, bool]:
-        """Offer the rest of *chunk*; return (how much the stream took, whether it blocked)."""
-        data = _piece(chunk, self._chunk_done, len(chunk)) if self._chunk_done else chunk
-        if self._pipe is not None:
-            room = self._pipe.room(self._pipe_text)
-            if len(data) > room:
-                data = _piece(data, 0, room)
+    def _offer_items(self, items: List[Block], pipe: Optional[BlockingPipe]) -> Optional[Step]:
+        """Offer the chunk's pieces, each until taken; a Step if the stream has no more room now."""
+        budget = pipe.room(self._pipe_text) if pipe is not None else -1
+        while self._item < len(items):
+            item = items[self._item]
+            data = _piece(item, self._offset, len(item)) if self._offset else item
+            if budget >= 0 and len(data) > budget:
+                data = _piece(data, 0, budget)
+            taken, blocked = self._write_some(data)
+            if taken:
+                self._empty_writes = 0
+                self._offset += taken
+                self._took(taken)
+                if budget >= 0:
+                    budget -= taken
+            if self._offset >= len(item):
+                self._item += 1
+                self._offset = 0
+                if budget != 0:
+                    continue
+            # Part-way into the chunk: the stream must not be offered more now.
+            self._credit_what_was_taken()
+            self.batch[0].paused_unflushed()
+            if pipe is not None and taken and not blocked:
+                # A piece is in: flushed now, so the stream's buffer never holds
+                # more than the next poll() promises room for.
+                if self._has_flush:
+                    self.stream.flush()
+                return Step.more()
+            return self._wait_for_room(blocked, taken)
+        return None
+
+    def _took(self, taken: int) -> None:
+        self._chunk_done += taken
+        if len(self.batch) == 1:
+            head = self.batch[0]
+            head.written += taken
+            head.status = head.written
+            self._credited_units = self._chunk_done
+
+    def _write_some(self, data: Block) -> Tuple[int, bool]:
+        """Offer *data* once; return (how much the stream took, whether it blocked)."""
         try:
             taken = self.stream.write(data)
         except BlockingIOError as error:
@@ -460,24 +568,24 @@ class StreamWriter:
             request.status = request.written = request.total
             request.blocks = ()  # written: a finished write need not keep its payload
             results.append(request.total)
-            weight += request.total
+            weight += request.weight
         self.batch = []
         self._credited = 0
         self.engine.complete(batch, results, None, weight)
 
     def _fail_batch(self, error: BaseException) -> None:
         """The batch's write failed with *error*: its requests fail, and so will the stream's later ones."""
-        if self.chunk is not None:
+        if self.items is not None:
             self._credit_what_was_taken()
         batch = self.batch
         self.batch = []
         if batch:
             head = batch[0]
-            if self._chunk_start >= 0 and self.chunk is not None and len(batch) == 1:
+            if self._chunk_start >= 0 and self.items is not None and len(batch) == 1:
                 self._count_what_reached_the_file(head)
             if head.close_when_finished:
                 _close_quietly(self.stream)
-        self.chunk = None
+        self.items = None
         self._chunk_done = self._credited = self._credited_units = 0
         self._chunk_start = -1
         self._flush_pending = False
@@ -487,17 +595,19 @@ class StreamWriter:
             return
         weight = 0
         for request in batch:
+            request.failed(error)
             request.status = request.written
             request.blocks = ()  # never to be written: let the payload go
-            weight += request.total
+            weight += request.weight
         self.engine.complete(batch, [None] * len(batch), error, weight)
 
     def _end_unwritten(self, request: WriteRequest, failure: BaseException) -> None:
         """End a request that never began: cancelled, or refused (its stream or predecessor failed)."""
+        request.failed(failure)
         request.blocks = ()
         if request.close_when_finished:
             _close_quietly(self.stream)
-        self.engine.complete((request,), (None,), failure, request.total)
+        self.engine.complete((request,), (None,), failure, request.weight)
 
     def _count_what_reached_the_file(self, head: WriteRequest) -> None:
         """After a failure: ``written`` is what reached the file, not what the buffer took.
@@ -505,12 +615,12 @@ class StreamWriter:
         A BufferedWriter that meets ENOSPC has taken bytes it will never write,
         and may have written part of a chunk whose write() raised.
         """
-        assert self._position_fd is not None and self.chunk is not None
+        assert self._position_fd is not None
         try:
             now = os.lseek(self._position_fd, 0, os.SEEK_CUR)
         except OSError:
             return
-        reached = max(0, min(now - self._chunk_start, len(self.chunk)))
+        reached = max(0, min(now - self._chunk_start, self._chunk_len))
         head.written = self._written_at_chunk + reached
 
     def _end_of_run(self) -> Optional[Step]:
@@ -536,6 +646,7 @@ class StreamWriter:
         self._none_means_eagain = issubclass(cls, io.RawIOBase)
         self._has_flush = callable(getattr(stream, "flush", None))
         self._buffered = cls in _BUFFERED_FILES
+        self._text_whole = cls is io.TextIOWrapper
         self._pipe = blocking_pipe(stream)
         self._pipe_text = self._pipe is not None and writes_text(stream)
         self._looked = True
@@ -560,7 +671,7 @@ def submit(request: WriteRequest, engine: Engine, timeout: Optional[float] = Non
     """
     if request.queue is not None:
         raise RuntimeError(f"{request!r} has already been submitted")
-    engine.reserve_room(request.total, timeout)
+    engine.reserve_room(request.weight, timeout)
     request.attach(engine)
     stream = request.stream
     key = (id(stream), id(engine))
@@ -579,7 +690,7 @@ def submit(request: WriteRequest, engine: Engine, timeout: Optional[float] = Non
                     del _writers[key]
             # Nobody runs the writer, so nobody else ends what it holds.
             writer.engine.complete(writer.pending, [None] * len(writer.pending), error,
-                                   sum(pending.total for pending in writer.pending))
+                                   sum(pending.weight for pending in writer.pending))
             raise
 
 
