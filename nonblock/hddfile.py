@@ -600,6 +600,54 @@ class BackgroundHddFile(io.IOBase):
         channel.dirty = channel.mid_chunk = False
         self._fileno = duplicate
 
+    def prepare_for_stop(self, final: bool, queue: Optional[Engine]) -> None:
+        """For the exit and shutdown (see ``hddq.prepare_before_stop``): hand the gathered writes over.
+
+        Only if *queue* (None: any) is this file's.  With *final* (the exit's
+        last moment), close the file too, and log an error no call raised.
+        """
+        if queue is not None and self._queue is not queue:
+            return
+        channel = self._channel
+        if final:
+            channel.exiting = True
+        with self._lock:
+            if final and not self._closed:
+                self._close_without_raising()
+            elif not self._closed and channel.error is None:
+                try:
+                    self._submit_parts(flush=True)
+                except BaseException:
+                    pass  # recorded on the channel, reported below or when it closes
+        if final:
+            channel.report_unretrieved()
+
+    def forget_parent_writes(self) -> None:
+        """In a forked child: what the parent had gathered or queued is the parent's to write.
+
+        The child keeps a usable file.  But the real file object may hold some of
+        the parent's bytes in its buffer (an append-mode file flushes only when
+        told, and a stream that said EAGAIN keeps what it could not take): then
+        the child gets a fresh real file object on a duplicate of the descriptor,
+        and the inherited one's descriptor is pointed at /dev/null, so whatever
+        it flushes goes nowhere.
+        """
+        self._lock = threading.Lock()  # another thread may have held it at the fork
+        self._gathered.drop()
+        self._submitted = 0
+        self._last_task = None
+        channel = self._channel
+        channel.settled = 0
+        channel.room = threading.Condition(threading.Lock())
+        channel.room_waiters = 0
+        may_hold_parent_bytes = channel.dirty or channel.mid_chunk
+        if may_hold_parent_bytes and not self._closed and channel.error is None:
+            try:
+                self._reopen_in_child()
+            except OSError as error:
+                channel.error = error
+                self._gathered.refused = True
+
     def __del__(self) -> None:
         channel: Optional[FileChannel] = self.__dict__.get("_channel")
         if channel is None:
@@ -635,22 +683,27 @@ class BackgroundTextFile(BackgroundHddFile, io.TextIOBase):
         def write(s: str) -> int:
             if type(s) is not str:
                 s = _as_str(s)
+            # The slow paths are this object's own methods (the closure holds it weakly).
             if gathered.refused:
-                _alive(owner)._raise_refusal()
+                self = _alive(owner)
+                self._raise_refusal()
             size = len(s)
             if s.isascii():
                 cost = size + overhead
             else:
                 # What the encoding cannot take fails here, as open()'s write() does, not
                 # later on an IO thread.  ASCII text encodes in every encoding open() uses.
-                cast(BackgroundTextFile, _alive(owner))._check_encodable(s)
+                self = cast(BackgroundTextFile, _alive(owner))
+                self._check_encodable(s)
                 cost = sizeof(s) + slot
             parts.append(s)
             gathered.size += cost
             if gathered.refused:
-                _alive(owner)._refuse_after_append(s)
+                self = _alive(owner)
+                self._refuse_after_append(s)
             elif gathered.size >= batch_size:
-                _alive(owner)._hand_over_from_write()
+                self = _alive(owner)
+                self._hand_over_from_write()
             return size
 
         return write
@@ -694,15 +747,19 @@ class BackgroundBinaryFile(BackgroundHddFile, io.BufferedIOBase):
 
         def write(data: Any) -> int:
             piece = data if type(data) is bytes else _owned_bytes(data)
+            # The slow paths are this object's own methods (the closure holds it weakly).
             if gathered.refused:
-                _alive(owner)._raise_refusal()
+                self = _alive(owner)
+                self._raise_refusal()
             parts.append(piece)
             size = len(piece)
             gathered.size += size + overhead
             if gathered.refused:
-                _alive(owner)._refuse_after_append(piece)
+                self = _alive(owner)
+                self._refuse_after_append(piece)
             elif gathered.size >= batch_size:
-                _alive(owner)._hand_over_from_write()
+                self = _alive(owner)
+                self._hand_over_from_write()
             return size
 
         return write
@@ -759,49 +816,13 @@ def _owned_bytes(data: Any) -> bytes:
 def _prepare_files_for_stop(final: bool, queue: Optional[Engine]) -> None:
     """Hand gathered writes to the queue that stops (None: all); at exit's last moment, close too."""
     for file in list(_live_files):
-        if queue is not None and file._queue is not queue:
-            continue
-        channel = file._channel
-        if final:
-            channel.exiting = True
-        with file._lock:
-            if final and not file._closed:
-                file._close_without_raising()
-            elif not file._closed and channel.error is None:
-                try:
-                    file._submit_parts(flush=True)
-                except BaseException:
-                    pass  # recorded on the channel, reported below or when it closes
-        if final:
-            channel.report_unretrieved()
+        file.prepare_for_stop(final, queue)
 
 
 def _forget_parent_writes() -> None:
-    """In a forked child: what the parent had gathered or queued is the parent's to write.
-
-    The child keeps a usable file.  But the real file object may hold some of
-    the parent's bytes in its buffer (an append-mode file flushes only when
-    told, and a stream that said EAGAIN keeps what it could not take): then
-    the child gets a fresh real file object on a duplicate of the descriptor,
-    and the inherited one's descriptor is pointed at /dev/null, so whatever
-    it flushes goes nowhere.
-    """
+    """In a forked child: what the parent had gathered or queued is the parent's to write."""
     for file in list(_live_files):
-        file._lock = threading.Lock()  # another thread may have held it at the fork
-        file._gathered.drop()
-        file._submitted = 0
-        file._last_task = None
-        channel = file._channel
-        channel.settled = 0
-        channel.room = threading.Condition(threading.Lock())
-        channel.room_waiters = 0
-        may_hold_parent_bytes = channel.dirty or channel.mid_chunk
-        if may_hold_parent_bytes and not file._closed and channel.error is None:
-            try:
-                file._reopen_in_child()
-            except OSError as error:
-                channel.error = error
-                file._gathered.refused = True
+        file.forget_parent_writes()
 
 
 def _raw_of(real: Any) -> Any:
