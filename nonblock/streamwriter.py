@@ -231,6 +231,7 @@ class StreamWriter:
         self._has_flush = False
         self._buffered = False
         self._text_whole = False  # a TextIOWrapper: it takes every piece whole
+        self._flush_may_wait = False  # a non-blocking descriptor: its flush may say EAGAIN
         self._pipe: Optional[BlockingPipe] = None
         self._pipe_text = False
 
@@ -426,6 +427,8 @@ class StreamWriter:
                     return step
             head.wrote()
             self._flush_pending = self._has_flush and head.flush_each_chunk
+            if self._flush_pending and self._flush_may_wait:
+                self._credit_what_was_taken()  # seen while the flush waits for room
         if self._flush_pending:
             try:
                 self.stream.flush()
@@ -649,6 +652,11 @@ class StreamWriter:
         self._text_whole = cls is io.TextIOWrapper
         self._pipe = blocking_pipe(stream)
         self._pipe_text = self._pipe is not None and writes_text(stream)
+        fileno = fileno_or_none(stream)
+        try:
+            self._flush_may_wait = fileno is None or not os.get_blocking(fileno)
+        except OSError:
+            self._flush_may_wait = True
         self._looked = True
 
 
