@@ -51,7 +51,7 @@ from typing import Any, Callable, Optional, Tuple
 
 from nonblock import _checks
 from nonblock.hddfile import DEFAULT_MAX_PENDING_BYTES, BackgroundHddFile
-from nonblock.hddq import Task, default_queue
+from nonblock.hddq import Task, default_queue, is_shutdown
 
 __all__ = [
     "BackgroundFileHandler",
@@ -113,6 +113,8 @@ class BackgroundFileHandler(logging.FileHandler):
         another process appends to the same file.
         """
         mode, opener = _binary_mode(self.mode)
+        if is_shutdown():
+            return self._open_direct()
         stream = BackgroundHddFile(
             self.baseFilename, mode, opener=opener,
             max_pending_bytes=self.max_pending_bytes, fsync=self.fsync,
@@ -122,6 +124,29 @@ class BackgroundFileHandler(logging.FileHandler):
         self._written = status.st_size if self._regular else 0
         self._encode = _encoder(self.encoding, self.errors, self._written == 0)
         return stream
+
+    def _open_direct(self) -> _DirectFile:
+        """The file, written in the caller: the queue has stopped (late in the exit), nobody else will."""
+        stream = _DirectFile(self.baseFilename)
+        self._written = os.fstat(stream.fileno()).st_size
+        self._encode = _encoder(self.encoding, self.errors, self._written == 0)
+        return stream
+
+    def _write_directly(self, record: logging.LogRecord) -> bool:
+        """After a failed emit: if the queue has stopped under the stream, write *record* directly.
+
+        Exit closes every BackgroundHddFile once its records are written; a
+        record logged after that (by a later atexit hook) still gets written.
+        """
+        stream = self.stream
+        if stream is None or not stream.closed or not is_shutdown():
+            return False
+        try:
+            self.stream = self._open_direct()
+            self.stream.write(self._encode(self.format(record) + self.terminator))
+        except Exception:
+            return False
+        return True
 
     def _current_stream(self) -> Any:
         """The stream to write to, opened if need be (delay, or after close or a failure).
@@ -175,8 +200,9 @@ class BackgroundFileHandler(logging.FileHandler):
         except RecursionError:
             raise
         except Exception:
-            self.handleError(record)
-            self._after_failure()
+            if not self._write_directly(record):
+                self.handleError(record)
+                self._after_failure()
 
     def flush(self) -> None:
         """Wait until every record emitted so far is written (an error goes to handleError)."""
@@ -272,8 +298,9 @@ class BackgroundRotatingFileHandler(BackgroundFileHandler, logging.handlers.Rota
         except RecursionError:
             raise
         except Exception:
-            self.handleError(record)
-            self._after_failure()
+            if not self._write_directly(record):
+                self.handleError(record)
+                self._after_failure()
 
     def shouldRollover(self, record: logging.LogRecord) -> int:
         """Whether *record* would fill the file (emit decides this itself, from its own count)."""
@@ -359,8 +386,9 @@ class BackgroundTimedRotatingFileHandler(BackgroundFileHandler, logging.handlers
         except RecursionError:
             raise
         except Exception:
-            self.handleError(record)
-            self._after_failure()
+            if not self._write_directly(record):
+                self.handleError(record)
+                self._after_failure()
 
     def shouldRollover(self, record: logging.LogRecord) -> int:
         """Whether the rollover time has come (what the file is, is checked when rotating)."""
@@ -487,7 +515,42 @@ def _append_opener(path: str, flags: int) -> int:
     return os.open(path, (flags & ~os.O_TRUNC) | os.O_APPEND, 0o666)
 
 
-def _close_quietly(stream: BackgroundHddFile) -> None:
+class _DirectFile:
+    """The handler's file once the queue has stopped: each record written at once, in the caller.
+
+    It answers the few calls the handlers make on a BackgroundHddFile.
+    """
+
+    exception: Optional[BaseException] = None
+
+    def __init__(self, path: str) -> None:
+        self._file = open(path, "wb", buffering=0, opener=_append_opener)
+
+    @property
+    def closed(self) -> bool:
+        return self._file.closed
+
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[self._file.write(view) or 0:]
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._file.close()
+
+    def call_after_writes(self, function: Callable[[int], Any]) -> Task[Any]:
+        task: Task[Any] = Task()
+        task.set_result(function(self.fileno()))
+        return task
+
+
+def _close_quietly(stream: Any) -> None:
     try:
         stream.close()
     except Exception:

@@ -45,7 +45,8 @@ def test_one_thread_records_exact_and_in_order(tmp_path: Path, logger: logging.L
     assert path.read_text(encoding="utf-8").split("\n") == expected + [""]
 
 
-def test_eight_threads_each_record_once_whole_and_in_thread_order(tmp_path: Path, logger: logging.Logger) -> None:
+def test_eight_threads_each_record_once_whole_and_in_thread_order(
+        tmp_path: Path, logger: logging.Logger) -> None:
     path = tmp_path / "threads.log"
     handler = attach(logger, BackgroundFileHandler(path))
     per_thread = 20_000
@@ -126,7 +127,8 @@ def test_what_the_stdlib_handler_offers(tmp_path: Path) -> None:
     try:
         assert isinstance(handler, logging.FileHandler)
         assert handler.baseFilename == str(path)
-        assert (handler.mode, handler.encoding, handler.errors, handler.delay) == ("a", "latin-1", "replace", True)
+        options = (handler.mode, handler.encoding, handler.errors, handler.delay)
+        assert options == ("a", "latin-1", "replace", True)
         assert handler.stream is None and not path.exists()  # delay: opened by the first record
         assert repr(handler) == f"<BackgroundFileHandler {path} (NOTSET)>"
         handler.setFormatter(logging.Formatter("%(message)s"))
@@ -251,6 +253,7 @@ def test_set_stream_is_refused_naming_why(tmp_path: Path) -> None:
     handler = BackgroundFileHandler(tmp_path / "s.log")
     try:
         with pytest.raises(NotImplementedError, match="its own file"):
-            handler.setStream(open(os.devnull, "w"))
+            with open(os.devnull, "w") as other:
+                handler.setStream(other)
     finally:
         handler.close()

@@ -67,7 +67,8 @@ def test_size_rotation_gives_the_stdlib_files_byte_for_byte(tmp_path: Path) -> N
 def test_rotation_under_load_every_record_in_exactly_one_file_none_split(
         tmp_path: Path, logger: logging.Logger) -> None:
     max_bytes = 64 * 1024
-    handler = plain(BackgroundRotatingFileHandler(tmp_path / "load.log", maxBytes=max_bytes, backupCount=10_000))
+    handler = plain(BackgroundRotatingFileHandler(tmp_path / "load.log", maxBytes=max_bytes,
+                                                  backupCount=10_000))
     logger.addHandler(handler)
     per_thread = 15_000
 
@@ -97,8 +98,9 @@ def test_rotation_under_load_every_record_in_exactly_one_file_none_split(
 
 
 def test_backup_count_keeps_that_many_and_zero_never_rotates(tmp_path: Path, logger: logging.Logger) -> None:
-    logger.addHandler(plain(BackgroundRotatingFileHandler(tmp_path / "two.log", maxBytes=100, backupCount=2)))
-    logger.addHandler(plain(BackgroundRotatingFileHandler(tmp_path / "none.log", maxBytes=100, backupCount=0)))
+    for name, count in [("two.log", 2), ("none.log", 0)]:
+        handler = BackgroundRotatingFileHandler(tmp_path / name, maxBytes=100, backupCount=count)
+        logger.addHandler(plain(handler))
     for i in range(100):
         logger.info("record number %04d", i)
     for handler in logger.handlers:
@@ -108,7 +110,8 @@ def test_backup_count_keeps_that_many_and_zero_never_rotates(tmp_path: Path, log
     assert (tmp_path / "two.log").read_text().splitlines()[-1] == "record number 0099"
 
 
-def test_a_record_longer_than_max_bytes_does_not_rotate_an_empty_file(tmp_path: Path, logger: logging.Logger) -> None:
+def test_a_record_longer_than_max_bytes_does_not_rotate_an_empty_file(
+        tmp_path: Path, logger: logging.Logger) -> None:
     # CPython 3.11 rotates an empty file here, pushing the backups out with empty files.
     logger.addHandler(plain(BackgroundRotatingFileHandler(tmp_path / "big.log", maxBytes=50, backupCount=3)))
     logger.info("x" * 200)
@@ -177,9 +180,9 @@ def test_timed_rotation_names_and_deletes_as_the_stdlib(tmp_path: Path) -> None:
 
 def test_timed_rotation_computes_the_stdlib_rollover_times(tmp_path: Path) -> None:
     for when, interval, utc in [("midnight", 1, False), ("W3", 1, True), ("H", 2, False), ("D", 1, True)]:
-        ours = BackgroundTimedRotatingFileHandler(tmp_path / f"{when}.a", when=when, interval=interval, utc=utc)
-        theirs = logging.handlers.TimedRotatingFileHandler(tmp_path / f"{when}.b", when=when, interval=interval,
-                                                           utc=utc)
+        options = {"when": when, "interval": interval, "utc": utc}
+        ours = BackgroundTimedRotatingFileHandler(tmp_path / f"{when}.a", **options)
+        theirs = logging.handlers.TimedRotatingFileHandler(tmp_path / f"{when}.b", **options)
         try:
             assert ours.rolloverAt == theirs.rolloverAt, when
             assert (ours.suffix, ours.extMatch.pattern) == (theirs.suffix, theirs.extMatch.pattern)
