@@ -189,8 +189,6 @@ class BackgroundFileHandler(logging.FileHandler):
         """Format *record* here and hand the text to the file; the disk is not waited for."""
         try:
             msg = self.format(record) + self.terminator
-            if self._rotation is not None:
-                self._check_rotation()
             stream = self.stream
             if stream is None:
                 stream = self._current_stream()
@@ -483,6 +481,8 @@ def _encoder(encoding: Optional[str], errors: Optional[str], fresh_file: bool) -
     if encoding == "locale":  # what io.text_encoding(None) names (Python 3.10+)
         encoding = locale.getpreferredencoding(False)
     codec = codecs.lookup(encoding)
+    if codec.name == "utf-8" and errors == "strict":
+        return str.encode  # str.encode's defaults, without a Python call around it
     if codec.name in _STATELESS_CODECS:
         name = codec.name
 
