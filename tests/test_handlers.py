@@ -12,6 +12,7 @@ from typing import Iterator, List
 
 import pytest
 
+from nonblock import BackgroundHddFile
 from nonblock.handlers import BackgroundFileHandler
 
 LINE = re.compile(r"^(t\d+) (\d{6}) [a-z]+$")
@@ -135,6 +136,7 @@ def test_what_the_stdlib_handler_offers(tmp_path: Path) -> None:
         handler.handle(logging.makeLogRecord({"msg": "café ✓"}))
         handler.flush()
         assert path.read_bytes() == "café ?\n".encode("latin-1")
+        assert isinstance(handler.stream, BackgroundHddFile)  # not a TextIOWrapper
     finally:
         handler.close()
 

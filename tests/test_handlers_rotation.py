@@ -137,7 +137,10 @@ def test_namer_and_rotator_are_used(tmp_path: Path, logger: logging.Logger) -> N
     handler = plain(BackgroundRotatingFileHandler(tmp_path / "z.log", maxBytes=200, backupCount=3))
     handler.namer = lambda name: name + ".gz"
 
+    rotated_on: List[str] = []
+
     def gzip_rotator(source: str, dest: str) -> None:
+        rotated_on.append(threading.current_thread().name)
         with open(source, "rb") as src, gzip.open(dest, "wb") as out:
             shutil.copyfileobj(src, out)
         os.remove(source)
@@ -155,6 +158,8 @@ def test_namer_and_rotator_are_used(tmp_path: Path, logger: logging.Logger) -> N
     lines += (tmp_path / "z.log").read_text().splitlines()
     numbers = [int(line.split()[1]) for line in lines]
     assert numbers == list(range(numbers[0], 30))
+    # On the queue's IO threads, not the caller's: the caller never waits for a rotation.
+    assert rotated_on and all(re.fullmatch(r"nonblock-io-\d", name) for name in rotated_on)
 
 
 def test_timed_rotation_names_and_deletes_as_the_stdlib(tmp_path: Path) -> None:
@@ -208,3 +213,20 @@ def test_failed_rollover_of_a_removed_folder_reaches_handle_error_and_logging_re
     logger.info("c" * 60)
     handler.close()
     assert (folder / "r.log").read_text() == "c" * 60 + "\n"
+
+
+def test_do_rollover_by_hand_with_delay_starts_the_fresh_file_at_once(
+        tmp_path: Path, logger: logging.Logger) -> None:
+    # The stdlib leaves no base file until the next record; the rotation here puts a fresh one
+    # under the open stream, so it exists (empty) at once.
+    handler = plain(BackgroundRotatingFileHandler(tmp_path / "d.log", maxBytes=10_000, backupCount=2,
+                                                  delay=True))
+    logger.addHandler(handler)
+    logger.info("first")
+    handler.doRollover()
+    handler.flush()
+    assert (tmp_path / "d.log.1").read_text() == "first\n"
+    assert (tmp_path / "d.log").read_text() == ""
+    logger.info("second")
+    handler.flush()
+    assert (tmp_path / "d.log").read_text() == "second\n"
