@@ -155,7 +155,7 @@ class BackgroundFileHandler(logging.FileHandler):
         """
         stream = self.stream
         if stream is None:
-            if self.mode == "w" and self._closed:  # type: ignore[attr-defined]
+            if self.mode == "w" and getattr(self, "_closed", False):  # Handler._closed: Python 3.10+
                 return None
             stream = self.stream = self._open()
         return stream

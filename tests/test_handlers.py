@@ -259,3 +259,33 @@ def test_set_stream_is_refused_naming_why(tmp_path: Path) -> None:
                 handler.setStream(other)
     finally:
         handler.close()
+
+
+def test_a_slow_fifo_holds_emit_back_at_max_pending_bytes_and_gets_every_record(
+        tmp_path: Path, logger: logging.Logger) -> None:
+    fifo = tmp_path / "slow.fifo"
+    os.mkfifo(fifo)
+    received: List[bytes] = []
+
+    def slow_reader() -> None:
+        with open(fifo, "rb", buffering=0) as source:
+            while True:
+                block = source.read(16384)
+                if not block:
+                    return
+                received.append(block)
+                threading.Event().wait(0.02)  # about 0.8 MB/s: far slower than the logger
+
+    reader = threading.Thread(target=slow_reader)
+    reader.start()
+    bound = 256 << 10
+    handler = attach(logger, BackgroundFileHandler(fifo, max_pending_bytes=bound))
+    most = 0
+    for i in range(20_000):
+        logger.info("record %06d %s", i, "p" * 80)
+        most = max(most, handler.stream.pending_bytes)
+    handler.close()
+    reader.join(60)
+    assert bound // 2 < most <= bound  # it filled up to the bound, never past it
+    lines = b"".join(received).decode().split("\n")
+    assert lines == [f"record {i:06d} {'p' * 80}" for i in range(20_000)] + [""]
