@@ -46,8 +46,9 @@ import logging
 import logging.handlers
 import os
 import stat
+import sys
 import time
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple, cast
 
 from nonblock import _checks
 from nonblock.hddfile import DEFAULT_MAX_PENDING_BYTES, BackgroundHddFile
@@ -99,8 +100,9 @@ class BackgroundFileHandler(logging.FileHandler):
         self.fsync = fsync
         self._written = 0  # bytes in the current file, as far as the caller has handed them over
         self._regular = True  # only a regular file is ever rotated (bpo-45401)
-        self._rotation: Optional[Task[Any]] = None  # the last rollover queued, until seen done
-        self._rotation_pid = 0  # the process that queued it
+        # The rollovers queued and not yet seen done (they end in order: they share the file's lane).
+        self._rotations: List[Task[Any]] = []
+        self._rotation_pid = 0  # the process that queued them
         self._encode: Callable[[str], Any] = str  # set when the file is opened
 
     def _open(self) -> Any:  # a BackgroundHddFile, where the stdlib returns a TextIOWrapper
@@ -122,14 +124,14 @@ class BackgroundFileHandler(logging.FileHandler):
         status = os.fstat(stream.fileno())
         self._regular = stat.S_ISREG(status.st_mode)
         self._written = status.st_size if self._regular else 0
-        self._encode = _encoder(self.encoding, self.errors, self._written == 0)
+        self._encode = _encoder(self.mode, self.encoding, self.errors, self._written == 0)
         return stream
 
     def _open_direct(self) -> _DirectFile:
         """The file, written in the caller: the queue has stopped (late in the exit), nobody else will."""
         stream = _DirectFile(self.baseFilename)
         self._written = os.fstat(stream.fileno()).st_size
-        self._encode = _encoder(self.encoding, self.errors, self._written == 0)
+        self._encode = _encoder(self.mode, self.encoding, self.errors, self._written == 0)
         return stream
 
     def _write_directly(self, record: logging.LogRecord) -> bool:
@@ -168,20 +170,26 @@ class BackgroundFileHandler(logging.FileHandler):
             _close_quietly(stream)
 
     def _check_rotation(self) -> None:
-        """Raise the failure of the last rollover, once it is known (it is reported by the caller)."""
-        rotation = self._rotation
-        if rotation is None or not rotation.done():
+        """Raise the first failure of the rollovers queued, once the last is done (the caller reports it)."""
+        rotations = self._rotations
+        if not rotations or not rotations[-1].done():
             return
-        self._rotation = None
+        self._rotations = []
         if self._rotation_pid != os.getpid():
-            return  # a forked child: the rollover was its parent's, and fails here unrun
-        failure = rotation.result()
-        if failure is not None:
+            return  # a forked child: the rollovers were its parent's, and fail here unrun
+        failures = [failure for failure in map(_rotation_failure, rotations) if failure is not None]
+        if failures:
             # As the stdlib leaves it: the next record opens the base file again.
             stream, self.stream = self.stream, None
             if stream is not None:
                 _close_quietly(stream)
-            raise failure
+            raise failures[0]
+
+    def _queued(self, rotation: Task[Any]) -> None:
+        if self._rotation_pid != os.getpid():
+            self._rotations = []  # a forked child: its parent's rollovers are not its own
+        self._rotations.append(rotation)
+        self._rotation_pid = os.getpid()
 
     # -- logging.Handler's methods ----------------------------------------------------------
 
@@ -211,8 +219,7 @@ class BackgroundFileHandler(logging.FileHandler):
         try:
             stream.wait()
             with _held(self):
-                if self._rotation is not None and self._rotation.done():
-                    self._check_rotation()
+                self._check_rotation()
         except Exception:
             self.handleError(_report_record(self, "flushing"))
             with _held(self):
@@ -228,11 +235,10 @@ class BackgroundFileHandler(logging.FileHandler):
                         stream.close()
                         if not default_queue().owns_current_thread():
                             stream.wait()
-                        if self._rotation is not None:
-                            self._check_rotation()
+                        self._check_rotation()
                     except Exception:
                         self.handleError(_report_record(self, "closing"))
-                    self._rotation = None
+                    self._rotations = []
             finally:
                 logging.StreamHandler.close(self)
 
@@ -277,7 +283,7 @@ class BackgroundRotatingFileHandler(BackgroundFileHandler, logging.handlers.Rota
         """Format *record*, roll over first if it would fill the file, hand the text over."""
         try:
             msg = self.format(record) + self.terminator
-            if self._rotation is not None:
+            if self._rotations:
                 self._check_rotation()
             stream = self._current_stream()
             if stream is None:
@@ -313,10 +319,9 @@ class BackgroundRotatingFileHandler(BackgroundFileHandler, logging.handlers.Rota
             self._queue_rollover(stream)
 
     def _queue_rollover(self, stream: BackgroundHddFile) -> None:
-        self._rotation = stream.call_after_writes(self._rotate_backups)
-        self._rotation_pid = os.getpid()
+        self._queued(stream.call_after_writes(self._rotate_backups))
         self._written = 0
-        self._encode = _encoder(self.encoding, self.errors, True)
+        self._encode = _encoder(self.mode, self.encoding, self.errors, True)
 
     def _rotate_backups(self, fd: int) -> Optional[BaseException]:
         """On the IO thread, between two records: shift the backups, start a fresh base file."""
@@ -331,7 +336,7 @@ class BackgroundRotatingFileHandler(BackgroundFileHandler, logging.handlers.Rota
                     os.rename(source, target)
             target = self.rotation_filename(base + ".1")
             if os.path.exists(target):
-                os.remove(target)
+                return None  # rolled over already (another process?): keep that file, go on in this one
             self.rotate(base, target)
             _put_fresh_file_under(fd, base, self.fsync)
         except Exception as error:
@@ -373,7 +378,7 @@ class BackgroundTimedRotatingFileHandler(BackgroundFileHandler, logging.handlers
         """Format *record*, roll over first if its time has come, hand the text over."""
         try:
             msg = self.format(record) + self.terminator
-            if self._rotation is not None:
+            if self._rotations:
                 self._check_rotation()
             stream = self._current_stream()
             if stream is None:
@@ -410,14 +415,15 @@ class BackgroundTimedRotatingFileHandler(BackgroundFileHandler, logging.handlers
             if dst_now != time_tuple[-1]:
                 time_tuple = time.localtime(start + (3600 if dst_now else -3600))
         target = self.rotation_filename(self.baseFilename + "." + time.strftime(self.suffix, time_tuple))
-        self._rotation = stream.call_after_writes(lambda fd: self._rotate_dated(fd, target))
-        self._rotation_pid = os.getpid()
-        self._encode = _encoder(self.encoding, self.errors, True)
+        self._queued(stream.call_after_writes(lambda fd: self._rotate_dated(fd, target)))
+        self._encode = _encoder(self.mode, self.encoding, self.errors, True)
         self.rolloverAt = self._rollover_after(now, dst_now)
 
     def _rollover_after(self, now: int, dst_now: int) -> int:
-        """The first rollover time after *now* (as the stdlib's doRollover computes it)."""
+        """The first rollover time after *now* (as the running stdlib's doRollover computes it)."""
         at = self.computeRollover(now)
+        if sys.version_info >= (3, 13):
+            return at  # computeRollover itself steps past *now* and allows for DST there
         while at <= now:
             at += self.interval
         if (self.when == "MIDNIGHT" or self.when.startswith("W")) and not self.utc:
@@ -433,7 +439,7 @@ class BackgroundTimedRotatingFileHandler(BackgroundFileHandler, logging.handlers
             if os.path.exists(base) and not os.path.isfile(base):
                 return None  # bpo-45401: never rotate anything but a regular file
             if os.path.exists(target):
-                os.remove(target)
+                return None  # rolled over already (another process?): keep that file, go on in this one
             self.rotate(base, target)
             if self.backupCount > 0:
                 for name in self.getFilesToDelete():
@@ -467,7 +473,8 @@ def _put_fresh_file_under(fd: int, path: str, fsync: bool) -> None:
 _STATELESS_CODECS = frozenset({"utf-8", "ascii", "latin-1", "iso8859-1", "iso8859-15", "cp1252"})
 
 
-def _encoder(encoding: Optional[str], errors: Optional[str], fresh_file: bool) -> Callable[[str], Any]:
+def _encoder(mode: str, encoding: Optional[str], errors: Optional[str],
+             fresh_file: bool) -> Callable[[str], Any]:
     """How to turn a formatted record into the bytes the file gets.
 
     Stateful codecs (utf-16, utf-8-sig) go through an incremental encoder, so
@@ -475,10 +482,10 @@ def _encoder(encoding: Optional[str], errors: Optional[str], fresh_file: bool) -
     a binary mode (no encoding) the record is handed over as it is, and the
     file refuses a str as the stdlib's does.
     """
-    if encoding is None:
+    if "b" in mode:
         return lambda msg: msg
     errors = errors or "strict"
-    if encoding == "locale":  # what io.text_encoding(None) names (Python 3.10+)
+    if encoding is None or encoding == "locale":  # open()'s default (io.text_encoding's name for it)
         encoding = locale.getpreferredencoding(False)
     codec = codecs.lookup(encoding)
     if codec.name == "utf-8" and errors == "strict":
@@ -548,6 +555,12 @@ class _DirectFile:
         task: Task[Any] = Task()
         task.set_result(function(self.fileno()))
         return task
+
+
+def _rotation_failure(rotation: Task[Any]) -> Optional[BaseException]:
+    """What a done rollover's task says went wrong: its returned failure, or its own error."""
+    error = rotation.exception()
+    return error if error is not None else cast(Optional[BaseException], rotation.result())
 
 
 def _close_quietly(stream: Any) -> None:

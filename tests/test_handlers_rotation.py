@@ -230,3 +230,20 @@ def test_do_rollover_by_hand_with_delay_starts_the_fresh_file_at_once(
     logger.info("second")
     handler.flush()
     assert (tmp_path / "d.log").read_text() == "second\n"
+
+
+def test_timed_rollover_onto_an_existing_backup_keeps_it_and_goes_on_in_the_base_file(
+        tmp_path: Path, logger: logging.Logger) -> None:
+    # CPython 3.9-3.12 delete the existing backup; 3.13 keeps it but retries at every record.
+    handler = plain(BackgroundTimedRotatingFileHandler(tmp_path / "k.log", when="S", backupCount=5))
+    logger.addHandler(handler)
+    logger.info("before")
+    due = int(time.time()) - 100
+    taken = tmp_path / ("k.log." + time.strftime(handler.suffix, time.localtime(due - 1)))
+    taken.write_text("another process's backup\n")
+    handler.rolloverAt = due
+    logger.info("after")
+    assert handler.rolloverAt > due  # the next rollover is due later all the same
+    handler.flush()
+    assert taken.read_text() == "another process's backup\n"
+    assert (tmp_path / "k.log").read_text() == "before\nafter\n"
