@@ -336,7 +336,7 @@ class BackgroundRotatingFileHandler(BackgroundFileHandler, logging.handlers.Rota
                     os.rename(source, target)
             target = self.rotation_filename(base + ".1")
             if os.path.exists(target):
-                return None  # rolled over already (another process?): keep that file, go on in this one
+                os.remove(target)
             self.rotate(base, target)
             _put_fresh_file_under(fd, base, self.fsync)
         except Exception as error:

@@ -46,14 +46,16 @@ def contents(folder: Path) -> dict:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
-def test_size_rotation_gives_the_stdlib_files_byte_for_byte(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backups", [1, 4])
+def test_size_rotation_gives_the_stdlib_files_byte_for_byte(tmp_path: Path, backups: int) -> None:
     ours, theirs = tmp_path / "ours", tmp_path / "theirs"
     ours.mkdir()
     theirs.mkdir()
     (ours / "app.log").write_text("already here\n")
     (theirs / "app.log").write_text("already here\n")
-    background = plain(BackgroundRotatingFileHandler(ours / "app.log", maxBytes=1000, backupCount=4))
-    stdlib = plain(logging.handlers.RotatingFileHandler(theirs / "app.log", maxBytes=1000, backupCount=4))
+    options = {"maxBytes": 1000, "backupCount": backups}
+    background = plain(BackgroundRotatingFileHandler(ours / "app.log", **options))
+    stdlib = plain(logging.handlers.RotatingFileHandler(theirs / "app.log", **options))
     for i in range(600):
         record = logging.makeLogRecord({"msg": "record %d %s", "args": (i, "y" * (i % 37))})
         background.handle(record)
@@ -61,7 +63,7 @@ def test_size_rotation_gives_the_stdlib_files_byte_for_byte(tmp_path: Path) -> N
     background.close()
     stdlib.close()
     assert contents(ours) == contents(theirs)
-    assert sorted(contents(ours)) == ["app.log", "app.log.1", "app.log.2", "app.log.3", "app.log.4"]
+    assert sorted(contents(ours)) == ["app.log"] + [f"app.log.{n}" for n in range(1, backups + 1)]
 
 
 def test_rotation_under_load_every_record_in_exactly_one_file_none_split(
