@@ -102,13 +102,20 @@ def _run_stdlib(records: int, attach: Callable[[logging.Logger], Callable[[], No
     logger = _stdlib_logger()
     finish = attach(logger)
     info = logger.info
+    cpu = _cpu()
     started = time.perf_counter()
     for i in range(records):
         info(MESSAGE, i)
     logged = time.perf_counter()
     finish()
     done = time.perf_counter()
-    return {"caller": logged - started, "total": done - started}
+    return {"caller": logged - started, "total": done - started, "cpu": _cpu() - cpu}
+
+
+def _cpu() -> float:
+    """The process's CPU time, user and system, all threads: less swayed by other processes."""
+    times = os.times()
+    return times.user + times.system
 
 
 def _file_handler(path: str) -> Callable[[logging.Logger], Callable[[], None]]:
@@ -175,13 +182,14 @@ def _run_loguru(records: int, path: str) -> Dict[str, float]:
     logger.remove()
     logger.add(path, format=LOGURU_FORMAT, enqueue=True, level="INFO")
     info = logger.info
+    cpu = _cpu()
     started = time.perf_counter()
     for i in range(records):
         info(LOGURU_MESSAGE, i)
     logged = time.perf_counter()
     logger.remove()  # waits for the queue to drain and closes the file
     done = time.perf_counter()
-    return {"caller": logged - started, "total": done - started}
+    return {"caller": logged - started, "total": done - started, "cpu": _cpu() - cpu}
 
 
 def worker(contender: str, records: int, path: str, reader_pid: int) -> Dict[str, Any]:
@@ -338,6 +346,8 @@ def measure(settings: Settings, folder: str) -> List[Row]:
     caller = {name: median([run["caller"] for run in runs[name]]) / records_of(name, settings) * n
               for name in CONTENDERS}
     total = {name: median([run["total"] for run in runs[name]]) for name in CONTENDERS}
+    cpu = {name: median([run["cpu"] for run in runs[name]]) / records_of(name, settings) * n
+           for name in CONTENDERS}
     ours = "BackgroundFileHandler"
     spreads = {name: f"{per_record(min(r['caller'] for r in runs[name]), records_of(name, settings))}-"
                      f"{per_record(max(r['caller'] for r in runs[name]), records_of(name, settings))}"
@@ -353,6 +363,9 @@ def measure(settings: Settings, folder: str) -> List[Row]:
         Row("same, against QueueHandler", [""] * len(CONTENDERS),
             f"ours/QueueHandler {fmt_ratio(caller[ours] / caller['QueueHandler+QueueListener'])}",
             "<= 1x QueueHandler", caller[ours] <= caller["QueueHandler+QueueListener"]),
+        Row("process CPU time per record, all threads (user + system; less swayed by the neighbours)",
+            [per_record(cpu[name], n) for name in CONTENDERS],
+            f"ours/FileHandler {fmt_ratio(cpu[ours] / cpu['FileHandler'])}", "(reference)", None),
         Row(f"total time until all {n:,} records are in the file",
             [fmt_time(total[name]) + ("" if records_of(name, settings) == n
                                       else f" (for {records_of(name, settings):,})") for name in CONTENDERS],
