@@ -249,3 +249,17 @@ def test_timed_rollover_onto_an_existing_backup_keeps_it_and_goes_on_in_the_base
     handler.flush()
     assert taken.read_text() == "another process's backup\n"
     assert (tmp_path / "k.log").read_text() == "before\nafter\n"
+
+
+def test_fsync_option_through_rotation_and_close(tmp_path: Path, logger: logging.Logger) -> None:
+    handler = plain(BackgroundRotatingFileHandler(tmp_path / "s.log", maxBytes=300, backupCount=20,
+                                                  fsync=True))
+    logger.addHandler(handler)
+    for i in range(40):
+        logger.info("synced record %02d", i)
+    handler.close()
+    lines: List[str] = []
+    for path in backups_oldest_first(tmp_path, "s.log"):
+        lines += path.read_text().splitlines()
+    assert lines == [f"synced record {i:02d}" for i in range(40)]
+    assert len(list(tmp_path.iterdir())) == 3  # it rotated twice
