@@ -110,9 +110,9 @@ class BackgroundFileHandler(logging.FileHandler):
 
         Records are encoded here, in the caller, with the handler's encoding
         and errors (what the stdlib's text file would do on a POSIX system),
-        so that the IO thread writes each batch as a few large appends: no
-        record is ever split between two write() system calls, even when
-        another process appends to the same file.
+        so that the IO thread writes each batch as a few large appends that
+        end between records (only a record over 64 KiB may be cut in two):
+        records stay whole even when another process appends to the file.
         """
         mode, opener = _binary_mode(self.mode)
         if is_shutdown():
