@@ -86,13 +86,19 @@ def background_write(path: str, payload: bytes, prio: int, progress: Progress) -
     started = time.perf_counter()
     task = bgwrite(stream, payload, closeWhenFinished=True, ioPrio=prio)
     held = time.perf_counter() - started
+    ended: List[float] = []
+    task.add_done_callback(lambda _: ended.append(time.perf_counter()))  # the moment it is written
     rounds = 0
-    while not task.finished:
-        rounds += _busy_work(_WORK_SLICE)
+    while True:
+        done = task.finished  # read before the work slice: the last line shows the end
+        if not done:
+            rounds += _busy_work(_WORK_SLICE)
         progress.show("bgwrite       ", task.status or 0, len(payload), f", {rounds:,} rounds of work done")
-    written = time.perf_counter() - started
+        if done:
+            break
     progress.end()
     task.result()  # raises if the write failed
+    written = (ended[0] if ended else time.perf_counter()) - started
     return held, written, rounds
 
 
