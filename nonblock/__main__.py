@@ -1,89 +1,41 @@
-"""``python -m nonblock``: watch a background write while the main thread keeps computing.
+"""``python -m nonblock``: see nonblock write and log without waiting for the disk.
 
-Writes a few hundred MiB to a temporary file twice: once with a plain blocking
-loop, once with bgwrite while the main thread does arithmetic and reports the
-write's progress from its task.  Then it compares how long the caller was held.
+``python -m nonblock [--mib N] [--prio P]``
+    writes N MiB (256) blocking, then with bgwrite while the caller computes,
+    and compares what each cost the caller.
+``python -m nonblock log [--records N]``
+    logs N records (a million) through logging.FileHandler and through
+    BackgroundFileHandler and compares the caller's time per record.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import os
-import tempfile
-import time
+from typing import List, Optional
 
-from nonblock import bgwrite
-
-MiB = 1 << 20
+from nonblock import _demo_log, _demo_write
 
 
-def _payload(size: int) -> bytes:
-    unit = b"nonblock writes while you work. "
-    return (unit * (size // len(unit) + 1))[:size]
-
-
-def _blocking_write(path: str, payload: bytes, chunk: int) -> float:
-    started = time.perf_counter()
-    with open(path, "wb") as stream:
-        view = memoryview(payload)
-        for offset in range(0, len(payload), chunk):
-            stream.write(view[offset: offset + chunk])
-            stream.flush()
-    return time.perf_counter() - started
-
-
-def _busy_work(seconds: float) -> int:
-    """Arithmetic for about *seconds*; returns how many rounds it did."""
-    deadline = time.perf_counter() + seconds
-    rounds = 0
-    while time.perf_counter() < deadline:
-        total = 0
-        for i in range(2000):
-            total += i * i
-        rounds += 1
-    return rounds
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nonblock", description=__doc__)
-    parser.add_argument("--mib", type=int, default=256, help="how much to write (default 256)")
-    parser.add_argument("--prio", type=int, default=4, help="ioPrio, 1 (fastest) to 10 (gentlest)")
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m nonblock", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mib", type=_positive, default=256, help="how much to write (default 256)")
+    parser.add_argument("--prio", type=int, default=4, choices=range(1, 11), metavar="1..10",
+                        help="ioPrio, 1 (fastest) to 10 (gentlest); default 4")
+    commands = parser.add_subparsers(dest="command")
+    log = commands.add_parser("log", help="a million log records, FileHandler against BackgroundFileHandler")
+    log.add_argument("--records", type=_positive, default=1_000_000, help="how many (default 1,000,000)")
     args = parser.parse_args(argv)
-    size = args.mib * MiB
-    payload = _payload(size)
-    expected = hashlib.sha256(payload).hexdigest()
+    if args.command == "log":
+        return _demo_log.run(args.records)
+    return _demo_write.run(args.mib, args.prio)
 
-    with tempfile.TemporaryDirectory(prefix="nonblock-demo-") as folder:
-        blocking_path = os.path.join(folder, "blocking.bin")
-        background_path = os.path.join(folder, "background.bin")
-        print(f"Writing {args.mib} MiB to {folder}")
 
-        blocked = _blocking_write(blocking_path, payload, 2 * MiB)
-        print(f"  blocking write loop: the caller waited {blocked * 1000:8.1f} ms")
-
-        stream = open(background_path, "wb")
-        started = time.perf_counter()
-        task = bgwrite(stream, payload, closeWhenFinished=True, ioPrio=args.prio)
-        returned = time.perf_counter() - started
-        print(f"  bgwrite():           the caller waited {returned * 1000:8.3f} ms, then went on computing")
-
-        rounds = 0
-        while not task.finished:
-            rounds += _busy_work(0.05)
-            done = task.status or 0
-            print(f"    {done / MiB:7.1f} / {args.mib} MiB on disk "
-                  f"({100 * done / size:5.1f}%), {rounds:6d} rounds of arithmetic so far")
-        finished = time.perf_counter() - started
-        task.result()  # raises if the write failed
-
-        with open(background_path, "rb") as check:
-            intact = hashlib.sha256(check.read()).hexdigest() == expected
-        print(f"  background write finished after {finished * 1000:.1f} ms; "
-              f"file {'verified' if intact else 'CORRUPT'}")
-        print(f"The caller was held {blocked / max(returned, 1e-9):,.0f}x less with bgwrite, "
-              f"and did {rounds} rounds of work while the data went down.")
-        return 0 if intact else 1
+def _positive(text: str) -> int:
+    value = int(text.replace("_", "").replace(",", ""))
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
+    return value
 
 
 if __name__ == "__main__":

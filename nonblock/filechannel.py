@@ -124,11 +124,15 @@ class FileChannel:
 
     # -- ops other than writes ---------------------------------------------------------
 
-    def sync(self) -> None:
+    def sync_buffers(self) -> None:
+        """Flush the real object's buffers to its descriptor (an op behind the writes)."""
         if self.error is not None:
             raise self.not_written()
         self.real.flush()
         self.dirty = False
+
+    def sync(self) -> None:
+        self.sync_buffers()
         os.fsync(self.real.fileno())
 
     def close(self) -> None:

@@ -334,6 +334,26 @@ class BackgroundHddFile(io.IOBase):
             channel = self._channel
             return self._submit(FileCall(channel, channel.sync, records_errors=True))
 
+    def call_after_writes(self, function: Callable[[int], Any]) -> Task[Any]:
+        """Queue ``function(fd)`` behind every write issued so far and before any later one.
+
+        Returns its task at once.  The real file is flushed first, so the
+        descriptor *fd* holds every earlier write (the log handlers rotate the
+        file under it here).  A failure, of the flush or of *function*, is the
+        file's error like a failed write: *function* should return its own
+        failures rather than raise them.
+        """
+        with self._lock:
+            self._check_open()
+            self._submit_parts()
+            channel = self._channel
+
+            def flushed_then_called() -> Any:
+                channel.sync_buffers()
+                return function(channel.real.fileno())
+
+            return self._submit(FileCall(channel, flushed_then_called, records_errors=True))
+
     def close(self) -> None:
         """Queue the rest and the close, and return.  Raises an error already known."""
         with self._lock:
