@@ -16,16 +16,18 @@ import pytest
 from nonblock import iodict
 
 # The names iodict's README shows for dir(data).
-README_DIR = ['__class__', '__delattr__', '__delitem__', '__dict__', '__dir__', '__doc__', '__enter__', '__eq__',
-              '__exit__', '__format__', '__ge__', '__getattribute__', '__getitem__', '__gt__', '__hash__',
-              '__init__', '__init_subclass__', '__iter__', '__le__', '__len__', '__lt__', '__module__', '__ne__',
-              '__new__', '__reduce__', '__reduce_ex__', '__repr__', '__setattr__', '__setitem__', '__sizeof__',
-              '__str__', '__subclasshook__', '__weakref__', '_db_path', '_encoder', '_lock', 'clear', 'copy',
-              'fromkeys', 'get', 'items', 'keys', 'pop', 'popitem', 'setdefault', 'update', 'values']
+README_DIR = [
+    '__class__', '__delattr__', '__delitem__', '__dict__', '__dir__', '__doc__', '__enter__', '__eq__',
+    '__exit__', '__format__', '__ge__', '__getattribute__', '__getitem__', '__gt__', '__hash__',
+    '__init__', '__init_subclass__', '__iter__', '__le__', '__len__', '__lt__', '__module__', '__ne__',
+    '__new__', '__reduce__', '__reduce_ex__', '__repr__', '__setattr__', '__setitem__', '__sizeof__',
+    '__str__', '__subclasshook__', '__weakref__', '_db_path', '_encoder', '_lock', 'clear', 'copy',
+    'fromkeys', 'get', 'items', 'keys', 'pop', 'popitem', 'setdefault', 'update', 'values'
+]
 
 
 @pytest.fixture
-def path(tmp_path: "os.PathLike[str]") -> str:
+def path(tmp_path: os.PathLike[str]) -> str:
     return os.path.join(os.fspath(tmp_path), "iodict")
 
 

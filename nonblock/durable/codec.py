@@ -102,7 +102,8 @@ def resolve_serializer(spec: Any) -> Any:
                              f"not {show(spec)}") from None
     if callable(getattr(spec, "dumps", None)) and callable(getattr(spec, "loads", None)):
         return _Custom(spec)
-    raise TypeError(f"serializer must be 'pickle', 'json', 'raw' or an object with dumps/loads, not {show(spec)}")
+    raise TypeError(f"serializer must be 'pickle', 'json', 'raw' or an object with dumps/loads, "
+                    f"not {show(spec)}")
 
 
 def is_pickle(serializer: Any) -> bool:
@@ -131,7 +132,8 @@ def encode_key(key: Any, serializer: Any) -> bytes:
     if isinstance(key, tuple):
         parts = [encode_key(part, serializer) for part in key]
         return b"t" + b"".join(len(part).to_bytes(4, "big") + part for part in parts)
-    return b"o" + serializer.dumps(key)
+    encoded: bytes = serializer.dumps(key)
+    return b"o" + encoded
 
 
 def _integral(key: Any) -> bool:

@@ -243,7 +243,7 @@ class DurableDict(MutableMapping):  # type: ignore[type-arg]
         self._store.settle(task)
         return default
 
-    def update(self, other: Any = (), /, **kwargs: Any) -> None:  # type: ignore[override]
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
         """Set every item of *other* (a mapping or pairs) and *kwargs*, all checked before any is stored."""
         pairs: Iterable[Tuple[Any, Any]]
         if isinstance(other, MutableMapping) or isinstance(other, dict) or hasattr(other, "keys"):
@@ -259,7 +259,7 @@ class DurableDict(MutableMapping):  # type: ignore[type-arg]
                 task = self._write("set", key, blob)
         self._store.settle(task)
 
-    def fromkeys(self, iterable: Iterable[Any], value: Any = None) -> None:  # type: ignore[override]
+    def fromkeys(self, iterable: Iterable[Any], value: Any = None) -> None:
         """Set every key of *iterable* to *value* in this store (iodict's instance method, not dict's)."""
         self.update((key, value) for key in iterable)
 

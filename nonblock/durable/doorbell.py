@@ -8,9 +8,9 @@ that lands after that look always finds its socket: no wake-up is lost, and a
 put in one process wakes a get in another in about the time of a syscall.
 
 A socket left by a killed process refuses the byte; the ringer removes it.
-If the folder's path is too long for a socket address (about 100 bytes), the
-waiter falls back to short sleeps (``FALLBACK_SLICE``), which still answers
-within 50 ms.
+A socket address holds about 100 bytes: for a longer folder path, sockets are
+named through ``/proc/self/fd/<folder's descriptor>/``; without /proc the
+waiter falls back to short sleeps (``FALLBACK_SLICE``), still within 50 ms.
 """
 
 from __future__ import annotations
@@ -55,7 +55,11 @@ class Doorbell:
     def __init__(self, folder: str) -> None:
         self.folder = os.path.join(folder, "waiters")
         os.makedirs(self.folder, mode=0o700, exist_ok=True)
-        self._usable = len(self.folder) + 45 < _MAX_SOCKET_PATH
+        self._dir_fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._prefix = self.folder
+        if len(self.folder) + 30 >= _MAX_SOCKET_PATH:
+            self._prefix = f"/proc/self/fd/{self._dir_fd}"
+        self._usable = len(self._prefix) + 30 < _MAX_SOCKET_PATH and os.path.isdir(self._prefix)
         self._local: Set[str] = set()  # this process's waiting sockets
         self._lock = threading.Lock()
         self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -71,7 +75,7 @@ class Doorbell:
         if not self._usable:
             yield Ear(None)
             return
-        path = os.path.join(self.folder, f"{os.getpid()}-{uuid.uuid4().hex}")
+        path = os.path.join(self._prefix, f"{os.getpid()}-{uuid.uuid4().hex[:16]}")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.setblocking(False)
         try:
@@ -95,7 +99,7 @@ class Doorbell:
         except FileNotFoundError:
             return
         for name in names:
-            self._send(os.path.join(self.folder, name))
+            self._send(os.path.join(self._prefix, name))
 
     def ring_local(self) -> None:
         """Wake this process's waiters (for items only this process can see yet)."""
@@ -121,3 +125,4 @@ class Doorbell:
 
     def close(self) -> None:
         self._sender.close()
+        os.close(self._dir_fd)

@@ -56,7 +56,7 @@ class LeaseExpired(RuntimeError):
 
 @dataclass(frozen=True)
 class Lease:
-    """A claimed item: it stays in the queue, invisible, until ``ack`` or ``nack`` or ``expires_at`` (time.time())."""
+    """A claimed item: stored but invisible until ``ack``, ``nack`` or ``expires_at`` (a time.time())."""
 
     item: Any
     id: int
@@ -108,7 +108,8 @@ class DurableQueue:
         """``put(item)``, returning the Task that completes when the item is committed."""
         return self.put_many([item], block, timeout)
 
-    def put_many(self, items: Sequence[Any], block: bool = True, timeout: Optional[float] = None) -> Task[Any]:
+    def put_many(self, items: Sequence[Any], block: bool = True,
+                 timeout: Optional[float] = None) -> Task[Any]:
         """Add every item of *items* in order (all encoded before any is queued); the batch's Task."""
         blobs = [self._serializer.dumps(item) for item in items]
         timeout = check_timeout(timeout) if block else None
@@ -146,7 +147,7 @@ class DurableQueue:
         return [self._serializer.loads(blob) for _, blob in rows]
 
     def claim(self, timeout: Optional[float] = None, lease: float = 30.0) -> Lease:
-        """Lease the oldest item for *lease* seconds: it stays stored until ``ack``; ``queue.Empty`` on timeout."""
+        """Lease the oldest item for *lease* seconds (stored until ``ack``); ``queue.Empty`` on timeout."""
         timeout = check_timeout(timeout)
         seconds = check_timeout(lease, "lease")
         if not seconds:
@@ -164,7 +165,8 @@ class DurableQueue:
 
     def nack(self, lease: Lease) -> None:
         """Give a claimed item back: it is delivered again, before newer items."""
-        self._settle_lease(lease, "UPDATE items SET lease_until = 0, token = NULL WHERE id = ? AND token = ?", 0)
+        self._settle_lease(lease, "UPDATE items SET lease_until = 0, token = NULL "
+                                  "WHERE id = ? AND token = ?", 0)
         self._doorbell.ring()
 
     def _settle_lease(self, lease: Lease, sql: str, count_change: int) -> None:
@@ -181,12 +183,13 @@ class DurableQueue:
         with store.write_lock(), store.caller_lock:
             changed = store.transact(store.caller, work)
         if not changed:
-            raise LeaseExpired(f"{lease!r} expired and its item was delivered again, or it was settled already")
+            raise LeaseExpired(f"{lease!r} expired and its item was delivered again, "
+                               "or it was settled already")
         if count_change and self.maxsize > 0:
             self._doorbell.ring()
 
     def _take(self, n: int, lease: Optional[Tuple[float, str]]) -> List[_Row]:
-        """Up to *n* available rows, removed (or leased) in one transaction; then this process's pending items."""
+        """Up to *n* rows removed (or leased) in one transaction; then this process's pending items."""
         store = self._store
 
         def work(connection: sqlite3.Connection) -> List[_Row]:
@@ -196,14 +199,14 @@ class DurableQueue:
             if rows and lease is None:
                 connection.executemany("DELETE FROM items WHERE id = ?", [(row[0],) for row in rows])
                 connection.execute("UPDATE meta SET value = value - ? WHERE name = 'count'", (len(rows),))
-            elif rows:
+            elif rows and lease is not None:
                 connection.executemany("UPDATE items SET lease_until = ?, token = ? WHERE id = ?",
                                        [(now + lease[0], lease[1], row[0]) for row in rows])
             return rows
 
         with store.write_lock():
             with store.caller_lock:
-                rows = store.transact(store.caller, work)
+                rows: List[_Row] = store.transact(store.caller, work)
             if len(rows) < n and lease is None:
                 with store.state_lock:
                     mine = store.pending[:n - len(rows)]

@@ -71,7 +71,7 @@ def prepare_folder(path: Any) -> str:
 
 
 def refuse_if_others_can_write(paths: List[str]) -> None:
-    """PermissionError if another user could have written any of *paths* (a pickle store runs what it loads)."""
+    """PermissionError if another user could write any of *paths* (a pickle store runs what it loads)."""
     for path in paths:
         try:
             st = os.stat(path)
@@ -80,7 +80,8 @@ def refuse_if_others_can_write(paths: List[str]) -> None:
         if st.st_uid != os.geteuid() or st.st_mode & 0o022:
             raise PermissionError(
                 errno.EACCES,
-                f"{path} can be written by another user (owner uid {st.st_uid}, mode {oct(st.st_mode & 0o777)}); "
+                f"{path} can be written by another user "
+                f"(owner uid {st.st_uid}, mode {oct(st.st_mode & 0o777)}); "
                 "unpickling from it could run their code: make it private, use serializer='json' or 'raw', "
                 "or pass trusted=True", path)
 
@@ -131,8 +132,8 @@ class Store:
         self.closed = False
         self._open()
         if not trusted and is_pickle(serializer):
-            refuse_if_others_can_write([self.folder, self.db_path, self.db_path + "-wal", self.db_path + "-shm",
-                                        self.lock_path])
+            db = self.db_path
+            refuse_if_others_can_write([self.folder, db, db + "-wal", db + "-shm", self.lock_path])
         _live_stores.add(self)
 
     # -- opening ----------------------------------------------------------------
@@ -155,14 +156,15 @@ class Store:
 
     def _connect(self, synchronous: str) -> sqlite3.Connection:
         try:
-            connection = sqlite3.connect(self.db_path, timeout=60.0, isolation_level=None, check_same_thread=False)
+            connection = sqlite3.connect(self.db_path, timeout=60.0, isolation_level=None,
+                                         check_same_thread=False)
             connection.execute(f"PRAGMA synchronous={synchronous}")
         except sqlite3.DatabaseError as error:
             raise StoreError(f"{self.db_path}: cannot open the store's database: {error}") from error
         return connection
 
     def _create_or_check(self) -> None:
-        """Make the database if new; a clear error if the file is not one of ours (called under the write lock)."""
+        """Make the database if new; a clear error if it is not one of ours (under the write lock)."""
         os.close(os.open(self.db_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
         with open(self.db_path, "rb") as f:
             header = f.read(len(_SQLITE_MAGIC))
@@ -174,7 +176,8 @@ class Store:
             tables = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
             if app_id == 0 and tables == 0:
                 connection.execute("PRAGMA journal_mode=WAL")
-                connection.executescript(f"BEGIN; {self._schema}; PRAGMA application_id={_APPLICATION_ID}; COMMIT;")
+                connection.executescript(
+                    f"BEGIN; {self._schema}; PRAGMA application_id={_APPLICATION_ID}; COMMIT;")
             elif app_id != _APPLICATION_ID:
                 raise StoreError(f"{self.db_path} is a sqlite database of something else, "
                                  f"not a nonblock {self.kind} store")
@@ -183,12 +186,13 @@ class Store:
                 if mode != "wal":
                     raise StoreError(f"{self.db_path}: cannot use WAL mode (journal_mode={mode})")
         except sqlite3.DatabaseError as error:
-            raise StoreError(f"{self.db_path} is corrupt or not a nonblock {self.kind} store: {error}") from error
+            raise StoreError(f"{self.db_path} is corrupt or not a nonblock {self.kind} store: "
+                             f"{error}") from error
         finally:
             connection.close()
 
     def reopen_after_fork(self) -> None:
-        """In a forked child: fresh locks, lock file and connections; the parent's pending writes are its own."""
+        """In a forked child: fresh locks, lock file and connections (pending writes are the parent's)."""
         _inherited_connections.extend([self.writer, self.caller])
         os.close(self._lock_fd)  # a shared flock description: the child needs its own
         if not self.closed:
@@ -251,7 +255,7 @@ class Store:
         return batch
 
     def settle(self, task: Task[Any]) -> None:
-        """After a write (``state_lock`` released): commit at once where no job will, or wait under "commit"."""
+        """After a write (``state_lock`` released): commit where no job will, or wait under "commit"."""
         if task is self._unsubmitted:
             self._commit_inline(task)
         elif self.durability == "commit":
