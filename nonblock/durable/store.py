@@ -146,6 +146,7 @@ class Store:
         self._batch: Optional[Task[Any]] = None
         self._unsubmitted: Optional[Task[Any]] = None
         self._last: Optional[Task[Any]] = None
+        self._synced: Optional[Task[Any]] = None  # the last batch sync() waited for
         self._failure: Optional[BaseException] = None
         self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         with self.write_lock():
@@ -303,13 +304,20 @@ class Store:
             raise error
 
     def sync(self, timeout: Optional[float] = None) -> None:
-        """Wait until every write made so far by this process is committed; raise the first failure."""
+        """Wait until every write made so far by this process is committed; raise a failure once."""
         timeout = check_timeout(timeout)
         with self.state_lock:
             last = self._last
-        if last is not None:
-            self.wait(last, timeout)
-        failure, self._failure = self._failure, None
+        failure: Optional[BaseException] = None
+        if last is not None and last is not self._synced:
+            try:
+                self.wait(last, timeout)
+            except TimeoutError:
+                raise
+            except BaseException as error:
+                failure = error
+            self._synced = last
+        failure, self._failure = failure or self._failure, None
         if failure is not None:
             raise failure
 
