@@ -118,6 +118,8 @@ def encode_key(key: Any, serializer: Any) -> bytes:
     here, so they read back exactly whatever the serializer; others go through
     the serializer (tag ``o``).  Unhashable keys are a TypeError, as in a dict.
     """
+    if type(key) is str:  # the common case first
+        return b"s" + key.encode("utf-8", "surrogatepass")
     hash(key)
     if isinstance(key, str):
         return b"s" + key.encode("utf-8", "surrogatepass")

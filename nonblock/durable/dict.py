@@ -116,15 +116,14 @@ class DurableDict(MutableMapping):  # type: ignore[type-arg]
 
     def _lookup(self, key: bytes) -> Any:
         """The stored bytes of *key*, or _MISSING: the overlay first, then the database."""
-        with self._store.state_lock:
-            entry = self._overlay.get(key)
-            cleared = self._clear_pending
+        # No lock: a dict lookup is atomic, and an entry leaves the overlay only once committed.
+        entry = self._overlay.get(key)
         if entry is not None:
             return _MISSING if entry[0] is _DELETED else entry[0]
-        if cleared:
+        if self._clear_pending:
             return _MISSING
-        rows = self._store.read("SELECT value FROM items WHERE key = ?", (key,))
-        return rows[0][0] if rows else _MISSING
+        row = self._store.read_one("SELECT value FROM items WHERE key = ?", (key,))
+        return _MISSING if row is None else row[0]
 
     # -- the mapping --------------------------------------------------------------
 
@@ -270,8 +269,8 @@ class DurableDict(MutableMapping):  # type: ignore[type-arg]
             with store.state_lock:
                 self._version += 1
                 task = store.add(("clear", self._version))
+                self._clear_pending = self._version  # first: lock-free readers look here after the overlay
                 self._overlay.clear()
-                self._clear_pending = self._version
         store.settle(task)
 
     # -- durability and lifetime --------------------------------------------------------

@@ -25,7 +25,7 @@ import os
 import sqlite3
 import threading
 import weakref
-from typing import Any, Callable, Iterator, List, Optional
+from typing import Any, Callable, Iterator, List, Optional, Set
 
 from nonblock._checks import show
 from nonblock.durable.codec import is_pickle
@@ -144,7 +144,7 @@ class Store:
         self._thread_write_lock = threading.Lock()
         self.pending: List[Any] = []
         self._batch: Optional[Task[Any]] = None
-        self._unsubmitted: Optional[Task[Any]] = None
+        self._jobless: Set[Task[Any]] = set()  # batches committed by their writers, not by a job
         self._last: Optional[Task[Any]] = None
         self._synced: Optional[Task[Any]] = None  # the last batch sync() waited for
         self._failure: Optional[BaseException] = None
@@ -235,6 +235,14 @@ class Store:
             except sqlite3.DatabaseError as error:
                 raise StoreError(f"{self.db_path}: {error}") from error
 
+    def read_one(self, sql: str, args: Any = ()) -> Any:
+        """The first row of one query on the callers' connection, or None."""
+        with self.caller_lock:
+            try:
+                return self.caller.execute(sql, args).fetchone()
+            except sqlite3.DatabaseError as error:
+                raise StoreError(f"{self.db_path}: {error}") from error
+
     # -- group commit ---------------------------------------------------------------
 
     def add(self, op: Any) -> Task[Any]:
@@ -243,21 +251,28 @@ class Store:
         return self.batch_task()
 
     def batch_task(self) -> Task[Any]:
-        """The Task of the pending batch, its commit job queued if new; the caller holds ``state_lock``."""
+        """The Task of the pending batch, its commit job queued if new; the caller holds ``state_lock``.
+
+        Under "commit" no job is queued: the writer commits in its own thread
+        right after (``settle``), taking along every op other threads added.
+        """
         if self.closed:
             raise ValueError(f"I/O operation on a closed store ({self.folder})")
         batch = self._batch
         if batch is None:
             batch = self._batch = self._last = Task()
+            if self.durability == "commit":
+                self._jobless.add(batch)
+                return batch
             try:
                 (self._queue or default_queue()).submit_job(_CommitJob(self), batch, lane=self)
             except QueueShutdown:
-                self._unsubmitted = batch  # no queue to run it: the caller commits it itself
+                self._jobless.add(batch)  # no queue to run it: the writer commits it itself
         return batch
 
     def settle(self, task: Task[Any]) -> None:
         """After a write (``state_lock`` released): commit where no job will, or wait under "commit"."""
-        if task is self._unsubmitted:
+        if task in self._jobless:
             self._commit_inline(task)
         elif self.durability == "commit":
             self.wait(task, None)
@@ -267,35 +282,43 @@ class Store:
         with self.write_lock():
             with self.state_lock:
                 ops, self.pending = self.pending, []
-                self._batch = None
-            if ops:
-                try:
+                batch, self._batch = self._batch, None
+            jobless = batch is not None and batch in self._jobless
+            if jobless:
+                self._jobless.discard(batch)
+            try:
+                if ops:
                     self.transact(self.writer, lambda connection: self._apply(connection, ops))
-                except BaseException as error:
-                    self._failure = error
-                    self.committed(ops)  # the ops are gone either way: drop what the caller side kept of them
-                    raise
+            except BaseException as error:
+                self._failure = error
+                self.committed(ops)  # the ops are gone either way: drop what the caller side kept of them
+                if jobless and batch is not None:
+                    batch.set_exception(error)
+                raise
+            if ops:
                 self.committed(ops)
+            if jobless and batch is not None:
+                batch.set_result(len(ops))  # before the lock goes: a writer waiting for it finds it done
         if ops:
             self.rang()
         return len(ops)
 
     def _commit_inline(self, task: Task[Any]) -> None:
-        if task.done():
-            return
-        try:
-            count = self.commit_pending()
-        except BaseException as error:
-            if not task.done():
-                task.set_exception(error)
-            raise
         if not task.done():
-            task.set_result(count)
+            self.commit_pending()
+        if not task.done():  # committed by an earlier batch's writer: nothing left for this one
+            task.set_result(0)
+        error = task.exception(0)
+        if error is not None:
+            raise error
 
     def wait(self, task: Task[Any], timeout: Optional[float]) -> None:
         """Wait for *task*'s batch to commit (on the queue's own threads, commit now instead)."""
-        if task is self._unsubmitted or (self._queue or default_queue()).owns_current_thread():
-            self._commit_inline(task) if task is self._unsubmitted else self.commit_pending()
+        if task in self._jobless or task.done():
+            self._commit_inline(task)
+            return
+        if (self._queue or default_queue()).owns_current_thread():
+            self.commit_pending()
             return
         if not task.wait(timeout):
             raise TimeoutError(f"the store's pending writes did not commit within {timeout} s")
