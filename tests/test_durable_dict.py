@@ -277,3 +277,19 @@ def test_len_and_iteration_cost_one_query(store: DurableDict) -> None:
         store[i] = i
     keys: List[Any] = list(store)
     assert keys == list(range(3000))
+
+
+def test_an_iodict_folder_is_refused_not_opened_empty(folder: str, queue: HddQueue) -> None:
+    os.makedirs(folder)
+    with open(os.path.join(folder, "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15"), "wb") as f:
+        f.write(b"an iodict 0.0.8 item file")
+    with pytest.raises(StoreError, match="iodict"):
+        DurableDict(folder, queue=queue)
+
+
+def test_views_not_generators(store: DurableDict) -> None:
+    store["a"], store["b"] = 1, 2
+    keys, items, values = store.keys(), store.items(), store.values()
+    assert len(keys) == 2 and "a" in keys and ("b", 2) in items and list(values) == [1, 2]
+    store["c"] = 3  # views are live, as a dict's
+    assert list(keys) == ["a", "b", "c"]

@@ -70,6 +70,20 @@ def prepare_folder(path: Any) -> str:
     return folder
 
 
+_SUFFIXES = (".sqlite3", ".sqlite3-wal", ".sqlite3-shm", ".sqlite3-journal", ".lock")
+_OUR_NAMES = {f"{kind}{suffix}" for kind in ("dict", "queue") for suffix in _SUFFIXES} | {"waiters"}
+
+
+def refuse_foreign_files(folder: str) -> None:
+    """StoreError if *folder* holds files no store writes: an iodict folder is no empty store."""
+    foreign = sorted(name for name in os.listdir(folder) if name not in _OUR_NAMES)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise StoreError(f"{folder} holds files that no nonblock store writes ({shown}): "
+                         "an iodict 0.0.8 folder? Move its items over with iodict itself, "
+                         "or use an empty folder")
+
+
 def refuse_if_others_can_write(paths: List[str]) -> None:
     """PermissionError if another user could write any of *paths* (a pickle store runs what it loads)."""
     for path in paths:
@@ -118,6 +132,7 @@ class Store:
         if queue is not None and not isinstance(queue, HddQueue):
             raise TypeError(f"queue must be an HddQueue or None, not {show(queue)}")
         self.folder = prepare_folder(path)
+        refuse_foreign_files(self.folder)
         self.kind = kind
         self.db_path = os.path.join(self.folder, f"{kind}.sqlite3")
         self.lock_path = os.path.join(self.folder, f"{kind}.lock")
