@@ -35,11 +35,12 @@ from nonblock.hddq import HddQueue, Task
 
 __all__ = ["DurableQueue", "Lease", "LeaseExpired"]
 
+# One table, no counters: a put or a get then writes one page (what a commit fsyncs), and
+# count(*) is cheap where it is needed (a bounded queue holds at most about maxsize rows).
+# A new id is above every stored one (rowid = max + 1), which keeps the order FIFO.
 _SCHEMA = """
-CREATE TABLE items (id INTEGER PRIMARY KEY AUTOINCREMENT, value BLOB NOT NULL,
-                    lease_until REAL NOT NULL DEFAULT 0, token TEXT);
-CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT INTO meta VALUES ('count', 0)
+CREATE TABLE items (id INTEGER PRIMARY KEY, value BLOB NOT NULL,
+                    lease_until REAL NOT NULL DEFAULT 0, token TEXT)
 """
 _LONGEST_SLEEP = 1.0  # a safety net only: every wake-up that matters comes through the doorbell
 _Row = Tuple[int, bytes]
@@ -47,7 +48,6 @@ _Row = Tuple[int, bytes]
 
 def _apply(connection: sqlite3.Connection, blobs: List[bytes]) -> None:
     connection.executemany("INSERT INTO items (value) VALUES (?)", [(blob,) for blob in blobs])
-    connection.execute("UPDATE meta SET value = value + ? WHERE name = 'count'", (len(blobs),))
 
 
 class LeaseExpired(RuntimeError):
@@ -143,7 +143,8 @@ class DurableQueue:
             raise ValueError(f"n must be an int >= 1, not {show(n)}")
         timeout = check_timeout(timeout) if block else None
         rows = self._wait(lambda: self._take(n, None), block, timeout, std_queue.Empty)
-        self._unfinished += len(rows)
+        with self._store.state_lock:
+            self._unfinished += len(rows)
         return [self._serializer.loads(blob) for _, blob in rows]
 
     def claim(self, timeout: Optional[float] = None, lease: float = 30.0) -> Lease:
@@ -161,31 +162,28 @@ class DurableQueue:
 
     def ack(self, lease: Lease) -> None:
         """Remove a claimed item for good; LeaseExpired if it was redelivered meanwhile."""
-        self._settle_lease(lease, "DELETE FROM items WHERE id = ? AND token = ?", -1)
+        self._settle_lease(lease, "DELETE FROM items WHERE id = ? AND token = ?", True)
 
     def nack(self, lease: Lease) -> None:
         """Give a claimed item back: it is delivered again, before newer items."""
         self._settle_lease(lease, "UPDATE items SET lease_until = 0, token = NULL "
-                                  "WHERE id = ? AND token = ?", 0)
+                                  "WHERE id = ? AND token = ?", False)
         self._doorbell.ring()
 
-    def _settle_lease(self, lease: Lease, sql: str, count_change: int) -> None:
+    def _settle_lease(self, lease: Lease, sql: str, removes: bool) -> None:
         if not isinstance(lease, Lease):
             raise TypeError(f"lease must be a Lease from claim(), not {show(lease)}")
         store = self._store
 
         def work(connection: sqlite3.Connection) -> int:
-            changed = connection.execute(sql, (lease.id, lease.token)).rowcount
-            if changed and count_change:
-                connection.execute("UPDATE meta SET value = value + ? WHERE name = 'count'", (count_change,))
-            return int(changed)
+            return int(connection.execute(sql, (lease.id, lease.token)).rowcount)
 
         with store.write_lock(), store.caller_lock:
             changed = store.transact(store.caller, work)
         if not changed:
             raise LeaseExpired(f"{lease!r} expired and its item was delivered again, "
                                "or it was settled already")
-        if count_change and self.maxsize > 0:
+        if removes and self.maxsize > 0:
             self._doorbell.ring()
 
     def _take(self, n: int, lease: Optional[Tuple[float, str]]) -> List[_Row]:
@@ -198,7 +196,6 @@ class DurableQueue:
                 "SELECT id, value FROM items WHERE lease_until <= ? ORDER BY id LIMIT ?", (now, n)).fetchall()
             if rows and lease is None:
                 connection.executemany("DELETE FROM items WHERE id = ?", [(row[0],) for row in rows])
-                connection.execute("UPDATE meta SET value = value - ? WHERE name = 'count'", (len(rows),))
             elif rows and lease is not None:
                 connection.executemany("UPDATE items SET lease_until = ?, token = ? WHERE id = ?",
                                        [(now + lease[0], lease[1], row[0]) for row in rows])
@@ -246,7 +243,7 @@ class DurableQueue:
         """Items stored and not yet removed (claimed ones included), with this process's pending puts."""
         store = self._store
         with store.write_lock():  # no commit in flight: each item counted once
-            count = int(store.read("SELECT value FROM meta WHERE name = 'count'")[0][0])
+            count = int(store.read("SELECT count(*) FROM items")[0][0])
             with store.state_lock:
                 return count + len(store.pending)
 
@@ -258,10 +255,12 @@ class DurableQueue:
 
     def task_done(self) -> None:
         """One item that this object's ``get`` delivered is processed."""
-        if self._unfinished <= 0:
-            raise ValueError("task_done() called too many times")
-        self._unfinished -= 1
-        if self._unfinished == 0 and self._doorbell.local_waiters:
+        with self._store.state_lock:
+            if self._unfinished <= 0:
+                raise ValueError("task_done() called too many times")
+            self._unfinished -= 1
+            finished = self._unfinished == 0
+        if finished and self._doorbell.local_waiters:
             self._doorbell.ring_local()
 
     def join(self, timeout: Optional[float] = None) -> None:

@@ -215,11 +215,17 @@ class Store:
             self._open()
             self.after_fork()
 
+    def check_open(self) -> None:
+        """ValueError after close(), as a closed file raises."""
+        if self.closed:
+            raise ValueError(f"I/O operation on a closed store ({self.folder})")
+
     # -- locking and transactions --------------------------------------------------
 
     @contextlib.contextmanager
     def write_lock(self) -> Iterator[None]:
         """Hold the store's write lock: this process's threads, then other processes (flock)."""
+        self.check_open()
         with self._thread_write_lock:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             try:
@@ -244,6 +250,7 @@ class Store:
 
     def read(self, sql: str, args: Any = ()) -> List[Any]:
         """All rows of one query on the callers' connection."""
+        self.check_open()
         with self.caller_lock:
             try:
                 return self.caller.execute(sql, args).fetchall()
@@ -252,6 +259,7 @@ class Store:
 
     def read_one(self, sql: str, args: Any = ()) -> Any:
         """The first row of one query on the callers' connection, or None."""
+        self.check_open()
         with self.caller_lock:
             try:
                 return self.caller.execute(sql, args).fetchone()
@@ -271,8 +279,7 @@ class Store:
         Under "commit" no job is queued: the writer commits in its own thread
         right after (``settle``), taking along every op other threads added.
         """
-        if self.closed:
-            raise ValueError(f"I/O operation on a closed store ({self.folder})")
+        self.check_open()
         batch = self._batch
         if batch is None:
             batch = self._batch = self._last = Task()
