@@ -50,3 +50,13 @@ def wait_and_report(path: str, out: Any, rounds: int) -> None:
 
 def pid() -> int:
     return os.getpid()
+
+
+def write_keys(path: str, writer: int, count: int) -> None:
+    """Set (writer, i) -> i for i < count in the DurableDict at *path*, then read them back."""
+    from nonblock.durable import DurableDict
+    d = DurableDict(path)
+    for i in range(count):
+        d[(writer, i)] = i
+    assert all(d[(writer, i)] == i for i in range(count))
+    d.close()

@@ -293,3 +293,20 @@ def test_views_not_generators(store: DurableDict) -> None:
     assert len(keys) == 2 and "a" in keys and ("b", 2) in items and list(values) == [1, 2]
     store["c"] = 3  # views are live, as a dict's
     assert list(keys) == ["a", "b", "c"]
+
+
+def test_four_processes_write_one_dict(folder: str) -> None:
+    import multiprocessing
+
+    from _durable_workers import write_keys
+    ctx = multiprocessing.get_context("spawn")
+    DurableDict(folder).close()
+    procs = [ctx.Process(target=write_keys, args=(folder, n, 500)) for n in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(100)
+        assert p.exitcode == 0
+    d = DurableDict(folder)
+    assert len(d) == 2000 and d.copy() == {(n, i): i for n in range(4) for i in range(500)}
+    d.close()
