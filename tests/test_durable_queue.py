@@ -256,3 +256,33 @@ def test_four_producers_four_consumers_move_100000_items_exactly_once(folder: st
     assert len(got) == total and len(counts) == total and set(counts) == set(range(total))
     assert q.qsize() == 0
     q.close()
+
+
+def test_iodict_positional_lock_and_semaphore_are_accepted(folder: str, queue: HddQueue) -> None:
+    q = DurableQueue(folder, threading.Lock(), threading.Semaphore, queue=queue)
+    q.put("x")
+    assert q.get() == "x"
+    q.close()
+
+
+def test_a_blocked_get_takes_a_pending_put_of_its_own_process(folder: str, queue: HddQueue) -> None:
+    q = DurableQueue(folder, queue=queue)
+    got: List[Any] = []
+    blocked = threading.Thread(target=lambda: got.append(q.get(timeout=60)))
+    blocked.start()
+    deadline = time.monotonic() + 30
+    while not os.listdir(os.path.join(folder, "waiters")):  # it is asleep on the doorbell
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    gate = threading.Event()
+    holder = ThreadManager(queue).do_async(gate.wait, fn_args=[60])  # no commit can run
+    try:
+        task = q.put_async("mine")
+        blocked.join(30)
+        assert got == ["mine"] and not task.done()  # woken and served before the commit
+    finally:
+        gate.set()
+    holder.result(60)
+    task.result(60)
+    assert q.qsize() == 0
+    q.close()
