@@ -286,3 +286,16 @@ def test_a_blocked_get_takes_a_pending_put_of_its_own_process(folder: str, queue
     task.result(60)
     assert q.qsize() == 0
     q.close()
+
+
+def test_after_the_hdd_queue_shut_down_writes_commit_in_the_caller(folder: str) -> None:
+    own = HddQueue(name="durable-shut")
+    q = DurableQueue(folder, queue=own)
+    q.put("before")
+    own.shutdown()
+    task = q.put_async("after")
+    assert task.done() and task.exception() is None  # committed at the call: no queue is left to do it
+    other = DurableQueue(folder)
+    assert other.get_many(5) == ["before", "after"]
+    other.close()
+    q.close()

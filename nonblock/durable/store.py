@@ -25,7 +25,7 @@ import os
 import sqlite3
 import threading
 import weakref
-from typing import Any, Callable, Iterator, List, Optional, Set
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set
 
 from nonblock._checks import show
 from nonblock.durable.codec import is_pickle
@@ -110,7 +110,11 @@ class _CommitJob:
         pass
 
     def perform(self, task: Task[Any]) -> Step:
-        return Step.done(self.store.commit_pending())
+        count = self.store.commit_pending()
+        error = self.store.failure_of(task)
+        if error is not None:  # its ops failed in a commit made outside this job (sync on an IO thread)
+            raise error
+        return Step.done(count)
 
     def abandon(self, cause: BaseException) -> Optional[BaseException]:
         return None
@@ -163,6 +167,7 @@ class Store:
         self._last: Optional[Task[Any]] = None
         self._synced: Optional[Task[Any]] = None  # the last batch sync() waited for
         self._failure: Optional[BaseException] = None
+        self._batch_errors: Dict[Task[Any], BaseException] = {}
         self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         with self.write_lock():
             self._create_or_check()
@@ -316,6 +321,8 @@ class Store:
                 self.committed(ops)  # the ops are gone either way: drop what the caller side kept of them
                 if jobless and batch is not None:
                     batch.set_exception(error)
+                elif batch is not None:
+                    self._batch_errors[batch] = error  # its job reports it
                 raise
             if ops:
                 self.committed(ops)
@@ -324,6 +331,11 @@ class Store:
         if ops:
             self.rang()
         return len(ops)
+
+    def failure_of(self, batch: Task[Any]) -> Optional[BaseException]:
+        """The error of *batch*'s ops if they failed in a commit outside its job (and forget it)."""
+        with self.state_lock:
+            return self._batch_errors.pop(batch, None)
 
     def _commit_inline(self, task: Task[Any]) -> None:
         if not task.done():
