@@ -17,6 +17,15 @@ from nonblock.bgwrite import (
     bgwrite_chunk,
     chunk_data,
 )
+from nonblock.durable import (
+    DurableDict,
+    DurableQueue,
+    FlushQueue,
+    IODict,
+    Lease,
+    LeaseExpired,
+    StoreError,
+)
 from nonblock.hddfile import BackgroundBinaryFile, BackgroundHddFile, BackgroundTextFile
 from nonblock.hddq import (
     ExecutionState,
@@ -41,6 +50,13 @@ __all__ = [
     "BackgroundIOPriority",
     "BackgroundReadData",
     "BackgroundWriteProcess",
+    "DurableDict",
+    "DurableQueue",
+    "FlushQueue",
+    "IODict",
+    "Lease",
+    "LeaseExpired",
+    "StoreError",
     "ExecutionState",
     "HddQueue",
     "IO_PRIORITY_PROFILES",

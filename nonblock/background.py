@@ -44,7 +44,7 @@ class FunctionJob:
     def prepare(self) -> None:
         pass
 
-    def perform(self, task: Optional[Task[Any]]) -> Step:
+    def perform(self, task: Task[Any]) -> Step:
         return Step.done(self.function(*self.args, **self.kwargs))
 
     def abandon(self, cause: BaseException) -> Optional[BaseException]:

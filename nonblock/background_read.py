@@ -108,7 +108,7 @@ class _ReadJob:
     def prepare(self) -> None:
         pass
 
-    def perform(self, task: Optional[Task[Any]]) -> Step:
+    def perform(self, task: Task[Any]) -> Step:
         source = self._source
         try:
             pieces, ended = source.read_pieces(_OP_BYTES, self._piece_bytes)

@@ -75,6 +75,7 @@ __all__ = [
     "QueueShutdown",
     "Step",
     "Task",
+    "TasklessJob",
     "checked_predecessors",
     "prepare_before_stop",
 ]
@@ -189,8 +190,7 @@ class Job(Protocol):
     once before the op (if the disk was busy, the task waits for the next turn
     already prepared), so it must do nothing when the op is prepared already.
     ``perform(task)`` runs holding the disk token and returns a :class:`Step`;
-    an exception it raises fails the task.  (A job given to
-    :meth:`Engine.schedule` has no task: it is given None.)  ``abandon(cause)``
+    an exception it raises fails the task.  ``abandon(cause)``
     runs, holding the token, instead of the job when a task it was chained
     after failed: it cleans up (closing a stream it owns, say) and returns the
     exception to record, or None for the default :class:`PredecessorFailed`.
@@ -198,7 +198,21 @@ class Job(Protocol):
 
     def prepare(self) -> None: ...
 
-    def perform(self, task: Optional[Task[Any]]) -> Step: ...
+    def perform(self, task: Task[Any]) -> Step: ...
+
+    def abandon(self, cause: BaseException) -> Optional[BaseException]: ...
+
+
+class TasklessJob(Protocol):
+    """A :class:`Job` given to :meth:`Engine.schedule`: it runs with no task of its own.
+
+    Its ``perform`` is given None; it ends its callers' tasks itself
+    (:meth:`Engine.complete`).  A stream's writer is one.
+    """
+
+    def prepare(self) -> None: ...
+
+    def perform(self, task: None) -> Step: ...
 
     def abandon(self, cause: BaseException) -> Optional[BaseException]: ...
 
@@ -234,9 +248,9 @@ class _WorkItem:
 
     __slots__ = ("job", "task", "lane", "gates", "abandon_cause", "daemon")
 
-    def __init__(self, job: Job, task: Optional[Task[Any]], lane: Optional[Hashable] = None,
+    def __init__(self, job: Any, task: Optional[Task[Any]], lane: Optional[Hashable] = None,
                  daemon: bool = False) -> None:
-        self.job = job
+        self.job = job  # a Job, or a TasklessJob when task is None
         self.task = task
         self.lane = lane
         self.gates = 0
@@ -367,7 +381,7 @@ class Engine:
         self._submit(_WorkItem(job, task, lane), predecessors)
         return task
 
-    def schedule(self, job: Job) -> None:
+    def schedule(self, job: TasklessJob) -> None:
         """Queue *job* with no task of its own: its ``perform`` is given None.
 
         For a job that completes its callers' tasks itself (see :meth:`complete`),

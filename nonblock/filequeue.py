@@ -36,7 +36,7 @@ class OperationJob:
     def prepare(self) -> None:
         pass
 
-    def perform(self, task: Optional[Task[Any]]) -> Step:
+    def perform(self, task: Task[Any]) -> Step:
         return Step.done(self.entry.run())
 
     def abandon(self, cause: BaseException) -> Optional[BaseException]:
@@ -57,7 +57,7 @@ class OpListJob:
     def prepare(self) -> None:
         pass
 
-    def perform(self, task: Optional[Task[Any]]) -> Step:
+    def perform(self, task: Task[Any]) -> Step:
         self._run(self.snapshot, skipping=False)
         return Step.done([report for _callback, report in self.reports])
 
@@ -153,7 +153,7 @@ class BatchJob(OpListJob):
         super().__init__((False, ()))
         self.batch = batch
 
-    def perform(self, task: Optional[Task[Any]]) -> Step:
+    def perform(self, task: Task[Any]) -> Step:
         with self.batch.lock:
             self.batch.sealed = True
             entries = tuple(self.batch.entries)

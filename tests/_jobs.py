@@ -32,7 +32,7 @@ class LoggingJob:
     def prepare(self) -> None:
         pass
 
-    def perform(self, task: Optional[Task[Any]]) -> Step:
+    def perform(self, task: Task[Any]) -> Step:
         if self.done_ops == 0:
             if self.first_op_started is not None:
                 self.first_op_started.set()
@@ -61,7 +61,7 @@ class FailingJob:
     def prepare(self) -> None:
         pass
 
-    def perform(self, task: Optional[Task[Any]]) -> Step:
+    def perform(self, task: Task[Any]) -> Step:
         raise self.error
 
     def abandon(self, cause: BaseException) -> Optional[BaseException]:
@@ -77,7 +77,7 @@ class CallJob:
     def prepare(self) -> None:
         pass
 
-    def perform(self, task: Optional[Task[Any]]) -> Step:
+    def perform(self, task: Task[Any]) -> Step:
         return Step.done(self.function())
 
     def abandon(self, cause: BaseException) -> Optional[BaseException]:
