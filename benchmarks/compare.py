@@ -71,6 +71,8 @@ MHDDQ = PeerSpec("mhddq", "mhddq==0.3.0", "mhddq-0.3.0.dist-info", "mhddq 0.3.0"
 # Not a peer: this checkout's nonblock in a worker process of its own (m: peak memory).
 OWN_PROCESS = PeerSpec("nonblock", "", "", "nonblock in a process of its own", home=REPO_ROOT)
 # k-m: BackgroundHddFile against the builtin open(), no peer library.
+# The peer of a-g and n-p: python-nonblock, or (--against) nonblock at another checkout.
+_peer_of_a_to_g = PYTHON_NONBLOCK
 PEER_OF_SCENARIO: Dict[str, Optional[PeerSpec]] = {
     **dict.fromkeys("abcdefg", PYTHON_NONBLOCK), **dict.fromkeys("hij", MHDDQ), **dict.fromkeys("klm", None),
     **dict.fromkeys("nop", PYTHON_NONBLOCK),
@@ -178,7 +180,7 @@ def verdict(met: Optional[bool]) -> str:
 
 def render_table(rows: Sequence[Row]) -> str:
     """The rows as a markdown table."""
-    peer = f"peer: {PYTHON_NONBLOCK.name} (a-g, n-p), {MHDDQ.name} (h-j), none (k-m)"
+    peer = f"peer: {_peer_of_a_to_g.name} (a-g, n-p), {MHDDQ.name} (h-j), none (k-m)"
     header = ("#", "measurement", "plain loop", "nonblock", peer, "ratio", "target", "")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
@@ -910,6 +912,15 @@ def filesystem_of(path: str) -> str:
     return f"{best[1]} ({best[2]} at {best[0] or '?'})"
 
 
+def revision_of(checkout: str) -> str:
+    """The commit a checkout is at (short hash), or its path if git cannot say."""
+    try:
+        return subprocess.run(["git", "-C", checkout, "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return checkout
+
+
 def repo_revision() -> str:
     try:
         head = subprocess.run(["git", "-C", REPO_ROOT, "rev-parse", "--short", "HEAD"],
@@ -1054,7 +1065,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (about 2 minutes)")
     parser.add_argument("--only", default="", help="comma-separated scenarios, e.g. c,d "
                         "(prints the table but leaves results.md alone)")
+    parser.add_argument("--against", default="", metavar="CHECKOUT",
+                        help="an A/B run: nonblock at another checkout (a git worktree of an earlier "
+                        "commit, say) takes python-nonblock's place as the peer of a-g and n-p; the "
+                        "peer column is then that revision (its verdicts mean nothing); leaves "
+                        "results.md alone")
     options = parser.parse_args(argv)
+    global _peer_of_a_to_g
+    if options.against:
+        _peer_of_a_to_g = PeerSpec("nonblock-revision", "", "", f"nonblock at {revision_of(options.against)}",
+                                   home=os.path.abspath(options.against))
     settings = QUICK if options.quick else FULL
     only = [name.strip() for name in options.only.split(",") if name.strip()]
     unknown = [name for name in only if name not in PEER_OF_SCENARIO]
@@ -1062,11 +1082,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error(f"--only: no scenario {', '.join(unknown)} (there are {', '.join(PEER_OF_SCENARIO)})")
     scenarios = only or list(PEER_OF_SCENARIO)
     for spec in (PYTHON_NONBLOCK, MHDDQ):
-        if any(PEER_OF_SCENARIO[name] is spec for name in scenarios):
-            ensure_peer_installed(spec)
+        if any(PEER_OF_SCENARIO[name] is spec for name in scenarios) and spec.requirement:
+            if spec is not PYTHON_NONBLOCK or not options.against:
+                ensure_peer_installed(spec)
     nb = import_repo_nonblock()
     dirpath = tempfile.mkdtemp(prefix="nonblock-bench-")
-    workers = (PeerWorker(PYTHON_NONBLOCK), PeerWorker(MHDDQ))
+    workers = (PeerWorker(_peer_of_a_to_g), PeerWorker(MHDDQ))
     try:
         bench = Bench(settings, dirpath, nb, *workers)
         log(f"warming up in {dirpath}")
@@ -1080,7 +1101,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         shutil.rmtree(dirpath, ignore_errors=True)
     text = report(machine, rows, time.perf_counter() - _START)
     print("\n" + render_table(rows))
-    if not only:
+    if not only and not options.against:
         with open(RESULTS_PATH, "w") as out:
             out.write(text)
         log(f"wrote {RESULTS_PATH}")

@@ -105,16 +105,21 @@ class Peer(NamedTuple):
     finish: Optional[Callable[[ModuleType], None]] = None
 
 
+# The workloads of scenarios a-g and n-p: python-nonblock's API, which nonblock keeps.
+BGWRITE_WORKLOADS = (
+    "warm_up", "bgwrite_return_time", "big_write_time", "many_small_writes",
+    "chain_per_link", "latency_during_drain", "throttled_rate", "interactivity",
+    "nonblock_read_drain", "bgread_drain", "concurrent_bgreads",
+)
+
 PEERS: Dict[str, Peer] = {
-    "python-nonblock": Peer(import_python_nonblock, (
-        "warm_up", "bgwrite_return_time", "big_write_time", "many_small_writes",
-        "chain_per_link", "latency_during_drain", "throttled_rate", "interactivity",
-        "nonblock_read_drain", "bgread_drain", "concurrent_bgreads",
-    )),
+    "python-nonblock": Peer(import_python_nonblock, BGWRITE_WORKLOADS),
     "mhddq": Peer(import_mhddq, (
         "ops_throughput", "round_trips", "enqueue_while_callback_sleeps",
     ), shut_down_mhddq),
     "nonblock": Peer(import_repository_nonblock, ("fifo_peak_memory",)),
+    # compare.py --against: nonblock at another checkout, in python-nonblock's place.
+    "nonblock-revision": Peer(import_repository_nonblock, BGWRITE_WORKLOADS),
 }
 
 
