@@ -855,7 +855,7 @@ class Engine:
             self._drained.notify_all()
 
     def complete(
-        self, tasks: Sequence[Task[Any]], results: Iterable[Any], error: Optional[BaseException],
+        self, tasks: Sequence[Task[Any]], results: Sequence[Any], error: Optional[BaseException],
         weight: int = 0,
     ) -> None:
         """End tasks a job owns (not the one it runs under): each with its result, or all with *error*.

@@ -217,6 +217,7 @@ class FileWrite(WriteRequest):
                  flush_after: bool = False, cost: Optional[int] = None) -> None:
         super().__init__()
         self.set_payload(channel.real, (), channel.chunk_size, total=size, weight=0)
+        self.joinable = False  # gathered into a batch already
         self.channel = channel
         self.cost = size if cost is None else cost
         self.settled = 0
@@ -227,10 +228,6 @@ class FileWrite(WriteRequest):
             _exact_chunks(pieces, channel.chunk_size) if channel.exact
             else _joined_chunks(pieces, channel.chunk_size)  # type: ignore[arg-type]
         )
-
-    @property
-    def joinable(self) -> bool:
-        return False  # gathered into a batch already
 
     def next_items(self) -> Optional[Tuple[List[Block], int]]:
         return next(self._chunks, None)

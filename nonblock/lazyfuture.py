@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import _thread
 import concurrent.futures
+import itertools
 import os
 import threading
 import time
@@ -45,7 +46,7 @@ from concurrent.futures._base import (  # the state names Future itself uses
     PENDING,
     RUNNING,
 )
-from typing import TYPE_CHECKING, Any, Optional, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Tuple, TypeVar
 
 if TYPE_CHECKING:
     from concurrent.futures import Future as _FutureBase
@@ -246,6 +247,49 @@ class LazyFuture(_FutureBase[_T]):
     def has_done_callbacks(self) -> bool:
         """Whether a done-callback waits to be called (one added by add_done_callback)."""
         return bool(self._done_callbacks)
+
+    @staticmethod
+    def start_all_unwatched(futures: Sequence[LazyFuture[Any]], first: int) -> int:
+        """:meth:`_start_unwatched` for *futures* from index *first* on, in order.
+
+        Under one hold of the guard.  Returns how many were started: it stops at the first that has a lock
+        (the caller starts that one, and the rest, its own way).
+        """
+        started = 0
+        with _lock_guard:
+            for future in itertools.islice(futures, first, None):
+                if future._own_lock is not None:
+                    break
+                future._state = RUNNING
+                future._started_unwatched()
+                started += 1
+        return started
+
+    @staticmethod
+    def finish_all_unwatched(futures: Sequence[LazyFuture[Any]], results: Sequence[Any],
+                             error: Optional[BaseException], limit: int) -> int:
+        """:meth:`_finish_unwatched` for the first *limit* futures, in order.
+
+        Each with its result, or all with *error*; under one hold of the guard.
+        Returns how many were completed, from the first: it stops at the first
+        that has a lock.
+        """
+        finished = 0
+        with _lock_guard:
+            while finished < limit:
+                future, result = futures[finished], results[finished]
+                if future._own_lock is not None:
+                    break
+                if error is None:
+                    future._result = result
+                else:
+                    future._exception = error
+                if future._own_lock is not None:  # made meanwhile by a finalizer: see _finish_unwatched
+                    break
+                future._finishing_unwatched(error)
+                future._state = FINISHED
+                finished += 1
+        return finished
 
     def _started_unwatched(self) -> None:
         """For subclasses: what else changes as the future starts with no lock (under the guard)."""

@@ -44,6 +44,7 @@ from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple, Union
 
 from nonblock import streamfailures
 from nonblock.engine import Engine, PredecessorFailed, Step, Task
+from nonblock.lazyfuture import LazyFuture
 from nonblock.streams import MAX_EMPTY_WRITES, BlockingPipe, blocking_pipe, fileno_or_none, writes_text
 
 __all__ = ["Block", "StreamWriter", "WriteRequest", "submit"]
@@ -115,12 +116,9 @@ class WriteRequest(Task[int]):
         self.after = after
         # What it counts against the queue's max_pending_bytes until it ends.
         self.weight = self.total if weight is None else weight
-
-    @property
-    def joinable(self) -> bool:
-        """A plain one-chunk write: may share a chunk with its neighbours."""
-        size = self.chunk_size
-        return size is not None and self.total <= size and not self.close_when_finished and not self.fsync
+        # A plain one-chunk write: it may share a chunk with its neighbours.
+        self.joinable = (chunk_size is not None and self.total <= chunk_size and not close_when_finished
+                         and not fsync)
 
     def next_items(self) -> Optional[Tuple[List[Block], int]]:
         """The next chunk, as the pieces to offer the stream one write() call each, and its size.
@@ -385,16 +383,25 @@ class StreamWriter:
                 elif is_text is not text:
                     break
             pending.popleft()
-            if not self._mark_running(follower):
-                continue
             batch.append(follower)
             room -= follower.total
+        # Started together, under one hold of the futures' guard; one that cannot
+        # be (cancelled, say) leaves the batch, ended unwritten.
+        first = 1
+        while first < len(batch):
+            first += LazyFuture.start_all_unwatched(batch, first)
+            if first < len(batch):
+                follower = batch[first]
+                if self._mark_running(follower):
+                    first += 1
+                else:
+                    del batch[first]
 
     def _joined_chunk(self) -> Tuple[List[Block], int]:
+        # All of every request's blocks, so no request is asked for a chunk of its own.
         pieces: List[Any] = []
         for request in self.batch:
             pieces.extend(request.blocks)
-            request.block_index = len(request.blocks)  # all in this chunk
         if not pieces:
             return [], 0
         joined = "".join(pieces) if isinstance(pieces[0], str) else b"".join(pieces)
