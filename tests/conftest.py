@@ -1,7 +1,8 @@
-"""Fixtures shared by the tests (more will move here with the redesign)."""
+"""Fixtures shared by the tests."""
 
 from __future__ import annotations
 
+import logging
 from typing import Iterator
 
 import pytest
@@ -15,3 +16,15 @@ def queue(request: pytest.FixtureRequest) -> Iterator[HddQueue]:
     queue = HddQueue(name=request.module.__name__.rpartition(".")[2].removeprefix("test_"))
     yield queue
     queue.shutdown()
+
+
+@pytest.fixture
+def logger(request: pytest.FixtureRequest) -> Iterator[logging.Logger]:
+    """A logger of the test's own, not propagating, its handlers closed and removed afterwards."""
+    log = logging.getLogger(f"nonblock-tests.{request.node.nodeid}")
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+    yield log
+    for handler in list(log.handlers):
+        handler.close()
+        log.removeHandler(handler)

@@ -8,7 +8,7 @@ import os
 import re
 import threading
 from pathlib import Path
-from typing import Iterator, List
+from typing import List
 
 import pytest
 
@@ -16,18 +16,6 @@ from nonblock import BackgroundHddFile
 from nonblock.handlers import BackgroundFileHandler
 
 LINE = re.compile(r"^(t\d+) (\d{6}) [a-z]+$")
-
-
-@pytest.fixture
-def logger(request: pytest.FixtureRequest) -> Iterator[logging.Logger]:
-    """A logger of the test's own, not propagating, its handlers closed and removed afterwards."""
-    log = logging.getLogger(f"test_handlers.{request.node.name}")
-    log.setLevel(logging.DEBUG)
-    log.propagate = False
-    yield log
-    for handler in list(log.handlers):
-        handler.close()
-        log.removeHandler(handler)
 
 
 def attach(log: logging.Logger, handler: logging.Handler, fmt: str = "%(message)s") -> logging.Handler:

@@ -11,24 +11,13 @@ import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Iterator, List
+from typing import List
 
 import pytest
 
 from nonblock.handlers import BackgroundRotatingFileHandler, BackgroundTimedRotatingFileHandler
 
 LINE = re.compile(r"^(t\d) (\d{6}) [a-z]+$")
-
-
-@pytest.fixture
-def logger(request: pytest.FixtureRequest) -> Iterator[logging.Logger]:
-    log = logging.getLogger(f"test_rotation.{request.node.name}")
-    log.setLevel(logging.DEBUG)
-    log.propagate = False
-    yield log
-    for handler in list(log.handlers):
-        handler.close()
-        log.removeHandler(handler)
 
 
 def plain(handler: logging.Handler) -> logging.Handler:
