@@ -26,17 +26,19 @@ def record(payload: bytes, kind: int) -> bytes:
 
 def encode(data: Any, serializer: Optional[str]) -> bytes:
     """The record for *data* (bytes-like, str, or anything with the pickle serializer)."""
-    kind = type(data)
-    if kind is bytes:
+    if type(data) is bytes:
         return record(data, BYTES)
-    if kind is str:
-        return record(data.encode("utf-8", "surrogatepass"), TEXT)
+    return record(*payload(data, serializer))
+
+
+def payload(data: Any, serializer: Optional[str]) -> Tuple[bytes, int]:
+    """(payload, kind) for *data*: bytes-like, str, or anything with the pickle serializer."""
     if isinstance(data, (bytes, bytearray, memoryview)):
-        return record(bytes(data), BYTES)
+        return bytes(data), BYTES
     if isinstance(data, str):
-        return record(str(data).encode("utf-8", "surrogatepass"), TEXT)
+        return str(data).encode("utf-8", "surrogatepass"), TEXT
     if serializer == "pickle":
-        return record(pickle.dumps(data, pickle.HIGHEST_PROTOCOL), PICKLED)
+        return pickle.dumps(data, pickle.HIGHEST_PROTOCOL), PICKLED
     raise TypeError(f"a message must be bytes or str (or anything, with serializer='pickle'), "
                     f"not {type(data).__name__}: {show(data)}")
 

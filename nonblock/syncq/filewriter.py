@@ -26,8 +26,8 @@ from nonblock.hddfile import BackgroundHddFile
 from nonblock.syncq.drainerlock import DrainerLock
 from nonblock.syncq.ring import Ring
 
-_BATCH_RECORDS = 8192
-_BATCH_BYTES = 1 << 20
+_BATCH_RECORDS = 2048
+_BATCH_BYTES = 256 << 10
 _RETRY_AFTER_ERROR = 0.5
 _PENDING, _NOTHING_PENDING = 1, 0
 
@@ -66,6 +66,7 @@ class SharedFileWriter:
         self._encoding = encoding
         self._ring = _join_or_create(name, capacity)
         self._ring.join(reader=True)
+        self._max_payload = self._ring.capacity - 8
         self._drain = _Drain(self._ring, self._path)
         self._ring.before_close = self._drain.finish
         self._ring.extra_files.append(self._drain.lock.path)
@@ -91,7 +92,9 @@ class SharedFileWriter:
 
     def write(self, data: Any) -> int:
         """Append *data* (bytes or str) as one record; return its length (in bytes or characters)."""
-        if type(data) is str or isinstance(data, str):
+        if type(data) is bytes:
+            payload = data
+        elif isinstance(data, str):
             payload = str(data).encode(self._encoding)
         elif isinstance(data, (bytes, bytearray, memoryview)):
             payload = bytes(data)
@@ -101,13 +104,13 @@ class SharedFileWriter:
             raise ValueError(f"write to a closed SharedFileWriter ({self._path!r})")
         if not payload:
             return 0
-        blob = codec.record(payload, codec.BYTES)
-        if len(blob) > self._ring.capacity:
+        if len(payload) > self._max_payload:
             raise errors.MessageTooLarge(
                 f"a record of {len(payload)} bytes can never fit in the ring of {self._ring.capacity} bytes "
                 f"of SharedFileWriter {self.name!r} (size=)")
-        self._drain.start()
-        self._ring.append(blob, 1, None)
+        if not self._drain.started:
+            self._drain.start()
+        self._ring.append_one(codec.BYTES, payload, None)
         return len(data)
 
     def flush(self, timeout: Optional[float] = None) -> None:
@@ -165,6 +168,7 @@ class _Drain:
         self.thread: Optional[threading.Thread] = None
         self.pid = 0
         self.draining = False
+        self.started = False  # in this process (a forked child starts its own)
         self.stop_at: Optional[int] = None  # closing: drain up to this message, then hand over
         self.leaving = False
         self.failure: Optional[OSError] = None
@@ -173,6 +177,7 @@ class _Drain:
 
     def start(self) -> None:
         if self.pid != os.getpid() and not self.leaving:
+            self.started = True
             self.pid = os.getpid()
             self.thread = threading.Thread(target=self._run, name=f"nonblock-syncq-drainer-{self.ring.name}",
                                            daemon=True)
@@ -274,11 +279,12 @@ class _Drain:
             draining = self.draining and self.pid == os.getpid()
         if draining and self.thread is not None:
             self.stop_at = ring.tail()[1]
-            ring.wake_readers()
+            ring.interrupt()
             self.thread.join()
 
     def after_fork_in_child(self) -> None:
         self.lock.forget_in_child()
+        self.started = False
         self.draining = False
         self.thread = None
         self.state_lock = threading.Lock()

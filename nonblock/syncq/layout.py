@@ -43,6 +43,8 @@ HOT_AT = 32
 # pending batch).
 AUX_AT = 96
 AUX = struct.Struct("<8Q")
+# The most space a waiting writer asked for (readers wake writers once it is free).
+SPACE_NEED_AT = 160
 HEADER_SIZE = 192
 
 # pid, flags, start time, cursor pos, cursor seq, heartbeat, lost, generation

@@ -5,7 +5,7 @@ from __future__ import annotations
 import queue as std_queue
 import time
 import weakref
-from typing import Any, Iterable, List, Optional
+from typing import Any, Iterable, List, NoReturn, Optional
 
 import nonblock.syncq.codec as codec
 import nonblock.syncq.errors as errors
@@ -71,6 +71,7 @@ class SyncQueue:
         self._ring = Ring(name, create, capacity, mode=mode, on_full=on_full, slots=slots,
                           check_capacity=create or size is not None)
         self._ring.join(reader=bool(reader), start=self._start)
+        self._max_payload = self._ring.capacity - L.RECORD_HEADER
         self._finalizer = weakref.finalize(self, self._ring.close)
 
     # -- what it is -------------------------------------------------------------------
@@ -110,10 +111,16 @@ class SyncQueue:
         ``timeout=0`` never waits; ``None`` waits until there is room.  A
         message that could never fit raises MessageTooLarge (a ValueError) at once.
         """
-        seconds = errors.timeout("timeout", timeout)
-        blob = codec.encode(data, self._serializer)
-        self._check_fits(blob)
-        if not self._ring.append(blob, 1, seconds):
+        seconds = None if timeout is None else errors.timeout("timeout", timeout)
+        if type(data) is bytes:
+            payload, kind = data, codec.BYTES
+        elif type(data) is str:
+            payload, kind = data.encode("utf-8", "surrogatepass"), codec.TEXT
+        else:
+            payload, kind = codec.payload(data, self._serializer)
+        if len(payload) > self._max_payload:
+            self._too_large(len(payload))
+        if not self._ring.append_one(kind, payload, seconds):
             raise Full(f"syncq {self.name!r} stayed full for {seconds} s")
 
     def put_many(self, items: Iterable[Any], timeout: Optional[float] = None) -> None:
@@ -126,7 +133,8 @@ class SyncQueue:
         serializer = self._serializer
         blobs = [codec.encode(item, serializer) for item in items]
         for blob in blobs:
-            self._check_fits(blob)
+            if len(blob) > self.capacity:
+                self._too_large(len(blob) - L.RECORD_HEADER)
         deadline = None if seconds is None else time.monotonic() + seconds
         batch_limit = max(self.capacity // 4, 1)
         i = 0
@@ -141,17 +149,22 @@ class SyncQueue:
                            f"{i} of {len(blobs)} items were put")
             i = j
 
-    def _check_fits(self, blob: bytes) -> None:
-        if len(blob) > self.capacity:
-            raise errors.MessageTooLarge(
-                f"a message of {len(blob) - L.RECORD_HEADER} bytes can never fit in syncq {self.name!r} "
-                f"({self.capacity} bytes; each message takes 8 bytes more, rounded up to 8)")
+    def _too_large(self, length: int) -> NoReturn:
+        raise errors.MessageTooLarge(
+            f"a message of {length} bytes can never fit in syncq {self.name!r} "
+            f"({self.capacity} bytes; each message takes 8 bytes more, rounded up to 8)")
 
     # -- reading -----------------------------------------------------------------------
 
     def get(self, timeout: Optional[float] = None) -> Any:
         """The next message; wait up to *timeout* s for one, then raise queue.Empty."""
-        return self.get_many(1, timeout)[0]
+        if self._reader is not True:
+            return self.get_many(1, timeout)[0]
+        record = self._ring.read_one(None if timeout is None else errors.timeout("timeout", timeout))
+        if record is None:
+            raise Empty(f"syncq {self.name!r} had no message for {timeout} s")
+        kind, payload = record
+        return payload if kind == codec.BYTES else codec.decode(kind, payload)
 
     def get_many(self, max_items: int = 100, timeout: Optional[float] = None) -> List[Any]:
         """Up to *max_items* messages (at least one: waits up to *timeout* s, then queue.Empty)."""

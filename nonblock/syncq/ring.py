@@ -14,6 +14,7 @@ cursors, never while sleeping.
 from __future__ import annotations
 
 import atexit
+import fcntl
 import os
 import time
 import weakref
@@ -23,9 +24,20 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import nonblock.syncq.layout as L
 import nonblock.syncq.procs as procs
 import nonblock.syncq.wakeup as wakeup
+from nonblock.syncq.codec import record as codec_record
 from nonblock.syncq.segment import Segment
 
-_DEAD_PEER_CHECK = 0.05  # a writer waiting for space looks at laggards this often (s)
+_DEAD_PEER_CHECK = 0.05
+_HOT_unpack = L.HOT.unpack_from
+_POS_SEQ_pack = L.POS_SEQ.pack_into
+_POS_SEQ_unpack = L.POS_SEQ.unpack_from
+_RECORD_pack = L.RECORD.pack_into
+_RECORD_unpack = L.RECORD.unpack_from
+_U64_pack = L.U64.pack_into
+_U64_unpack = L.U64.unpack_from
+_U32_pack = L.WORD.pack_into
+_U32_unpack = L.WORD.unpack_from
+_WORD_pack = L.WORD.pack_into  # a writer waiting for space looks at laggards this often (s)
 _rings: weakref.WeakSet[Ring] = weakref.WeakSet()
 
 
@@ -57,6 +69,7 @@ class Ring:
         self._checked: Dict[int, float] = {}
         self.last_appended_seq = 0
         self.last_read = (0, 0, 0)  # (seq before, pos after, seq after) of the last read()
+        self.interrupted = False
         self.closed = False
         self.before_close: Optional[Callable[[], None]] = None  # a client's last words, run once
         self.extra_files: List[str] = []  # a client's files, removed with the segment
@@ -120,7 +133,7 @@ class Ring:
 
     @property
     def joined(self) -> bool:
-        return self._slot >= 0 and self._pid == os.getpid()
+        return self._slot >= 0  # a forked child's copy is set to -1 at the fork
 
     def ensure_joined(self, reader: bool = False) -> None:
         """Join if this process has no slot (a forked child of a participant)."""
@@ -135,7 +148,7 @@ class Ring:
         buf, lowest = self._buf, tail
         for index in range(self.slots):
             at = L.slot_offset(index)
-            if self._reader_cursor(at) < lowest[0]:
+            if 0 <= self._reader_cursor(at) < lowest[0]:
                 lowest = L.POS_SEQ.unpack_from(buf, at + L.CURSOR_IN_SLOT)
         return lowest
 
@@ -237,6 +250,36 @@ class Ring:
 
     # -- appending ------------------------------------------------------------------------
 
+    def append_one(self, kind: int, payload: bytes, timeout: Optional[float]) -> bool:
+        """Append one record; the common case (room at once, no wrap) in one short locked copy."""
+        if self._slot < 0:
+            self.ensure_joined()
+        n = len(payload)
+        size = L.RECORD_HEADER + ((n + 7) & ~7)
+        seg, cap, buf = self._seg, self.capacity, self._buf
+        seg.thread_lock.acquire()
+        fcntl.flock(seg.fd, fcntl.LOCK_EX)
+        try:
+            tail_pos, tail_seq, head_pos, _, data_word, _, data_waiters, _ = _HOT_unpack(buf, L.HOT_AT)
+            off = tail_pos % cap
+            done = off + size <= cap and (cap - (tail_pos - head_pos) >= size or self._make_room_locked(size))
+            if done:
+                at = self._base + off
+                _RECORD_pack(buf, at, n, kind)
+                buf[at + L.RECORD_HEADER : at + L.RECORD_HEADER + n] = payload
+                _POS_SEQ_pack(buf, L.TAIL_AT, tail_pos + size, tail_seq + 1)
+                self.last_appended_seq = tail_seq + 1
+                if data_waiters:
+                    _WORD_pack(buf, L.DATA_WORD_AT, (data_word + 1) & 0xFFFFFFFF)
+        finally:
+            fcntl.flock(seg.fd, fcntl.LOCK_UN)
+            seg.thread_lock.release()
+        if not done:
+            return self.append(codec_record(payload, kind), 1, timeout)
+        if data_waiters:
+            wakeup.wake_all(self._data_word)
+        return True
+
     def append(self, blob: bytes, count: int, timeout: Optional[float]) -> bool:
         """Append *blob* (*count* whole records); False if *timeout* passed with no room.
 
@@ -257,13 +300,16 @@ class Ring:
                     self._copy_in(tail_pos, blob)
                     L.POS_SEQ.pack_into(buf, L.TAIL_AT, tail_pos + need, tail_seq + count)
                     word, waiters = L.HOT.unpack_from(buf, L.HOT_AT)[4::2]
-                    L.WORD.pack_into(buf, L.DATA_WORD_AT, (word + 1) & 0xFFFFFFFF)
+                    if waiters:
+                        L.WORD.pack_into(buf, L.DATA_WORD_AT, (word + 1) & 0xFFFFFFFF)
                     self.last_appended_seq = tail_seq + count
                     break
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
                 expected = self._start_waiting_locked(L.WAITS_SPACE, L.SPACE_WAITERS_AT, L.SPACE_WORD_AT)
+                if need > L.WORD.unpack_from(self._buf, L.SPACE_NEED_AT)[0]:
+                    L.WORD.pack_into(self._buf, L.SPACE_NEED_AT, need)
                 waiting = True
             slice_ = _DEAD_PEER_CHECK if remaining is None else min(remaining, _DEAD_PEER_CHECK)
             wakeup.wait(self._space_word, expected, slice_, round_)
@@ -290,40 +336,70 @@ class Ring:
     def _cursor_at(self) -> int:
         return L.HEAD_AT if self.mode == "work" else self._slot_at + L.CURSOR_IN_SLOT
 
+    def read_one(self, timeout: Optional[float]) -> Optional[Tuple[int, bytes]]:
+        """The next record (kind, payload), or None after *timeout*; fast when one is there."""
+        if self._slot < 0 or not self._reader:
+            self.ensure_joined(reader=True)
+        seg, cap, buf = self._seg, self.capacity, self._buf
+        seg.thread_lock.acquire()
+        fcntl.flock(seg.fd, fcntl.LOCK_EX)
+        try:
+            cursor_at = self._cursor_at()
+            pos, seq = _POS_SEQ_unpack(buf, cursor_at)
+            found = pos != _U64_unpack(buf, L.TAIL_AT)[0]
+            if found:
+                at = self._base + pos % cap
+                n, kind = _RECORD_unpack(buf, at)
+                at += L.RECORD_HEADER
+                if at + n <= self._base + cap:
+                    payload = buf[at : at + n].tobytes()
+                else:
+                    payload = self._copy_out(pos + L.RECORD_HEADER, n)
+                wake = self._advance_locked(cursor_at, pos + L.RECORD_HEADER + ((n + 7) & ~7), seq + 1)
+        finally:
+            fcntl.flock(seg.fd, fcntl.LOCK_UN)
+            seg.thread_lock.release()
+        if not found:
+            records = self.read(1, timeout)
+            return records[0] if records else None
+        if wake:
+            wakeup.wake_all(self._space_word)
+        return kind, payload
+
     def read(self, max_records: int, timeout: Optional[float], commit: bool = True,
              max_bytes: int = 1 << 62) -> List[Tuple[int, bytes]]:
         """Up to *max_records* records (kind, payload) after this reader's cursor.
 
         Waits up to *timeout* for the first one (None: as long as it takes; 0:
-        not at all) and returns [] if none came.  With ``commit=False`` the
-        cursor stays (see `commit`).
+        not at all) and returns [] if none came (or `interrupt` was called).
+        With ``commit=False`` the cursor stays (see `commit`).  Under the lock
+        it only walks the record headers and copies the span once; the records
+        are cut apart after the lock is let go.
         """
         if not (self.joined and self._reader):
             self.ensure_joined(reader=True)
         deadline = None if timeout is None else time.monotonic() + timeout
-        seg, waiting, round_ = self._seg, False, 0
+        seg, cap, waiting, round_ = self._seg, self.capacity, False, 0
         while True:
             with seg:
                 if waiting:
                     self._stop_waiting_locked(L.WAITS_DATA, L.DATA_WAITERS_AT)
-                buf = self._buf
+                buf, base = self._buf, self._base
                 cursor_at = self._cursor_at()
-                pos, seq = L.POS_SEQ.unpack_from(buf, cursor_at)
-                tail_pos = L.U64.unpack_from(buf, L.TAIL_AT)[0]
-                if pos != tail_pos:
-                    records: List[Tuple[int, bytes]] = []
-                    taken = 0
-                    while pos != tail_pos and len(records) < max_records and taken < max_bytes:
-                        length, kind = L.RECORD.unpack_from(buf, self._base + pos % self.capacity)
-                        records.append((kind, self._copy_out(pos + L.RECORD_HEADER, length)))
-                        pos += L.record_size(length)
-                        taken += length
-                    self.last_read = (seq, pos, seq + len(records))
-                    seq += len(records)
-                    wake = commit and self._advance_locked(cursor_at, pos, seq)
+                start, seq = _POS_SEQ_unpack(buf, cursor_at)
+                tail_pos = _U64_unpack(buf, L.TAIL_AT)[0]
+                if start != tail_pos:
+                    pos, count = start, 0
+                    while pos != tail_pos and count < max_records and pos - start < max_bytes:
+                        pos += L.RECORD_HEADER + ((_RECORD_unpack(buf, base + pos % cap)[0] + 7) & ~7)
+                        count += 1
+                    raw = self._copy_out(start, pos - start)
+                    self.last_read = (seq, pos, seq + count)
+                    wake = commit and self._advance_locked(cursor_at, pos, seq + count)
                     break
                 remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
+                if self.interrupted or (remaining is not None and remaining <= 0):
+                    self.interrupted = False
                     return []
                 expected = self._start_waiting_locked(L.WAITS_DATA, L.DATA_WAITERS_AT, L.DATA_WORD_AT)
                 waiting = True
@@ -331,17 +407,28 @@ class Ring:
             round_ += 1
         if wake:
             wakeup.wake_all(self._space_word)
-        return records
+        return _cut(raw)
 
-    def _advance_locked(self, cursor_at: int, pos: int, seq: int) -> bool:
-        """Move the cursor; bump the space word; say whether writers wait for space."""
+    def _advance_locked(self, cursor_at: int, pos: int, seq: int, always: bool = False) -> bool:
+        """Move the cursor; say whether to wake writers waiting for space.
+
+        Writers are woken once a good part of the ring is free (or all of it,
+        or as much as one of them asked for), not for every record read: a
+        writer that waits would otherwise cost the reader a syncall per record.
+        """
         buf = self._buf
-        L.POS_SEQ.pack_into(buf, cursor_at, pos, seq)
-        L.U64.pack_into(buf, self._slot_at + L.HEARTBEAT_IN_SLOT, time.monotonic_ns())
-        word, waiters = L.HOT.unpack_from(buf, L.HOT_AT)[5::2]
-        if waiters:
-            L.WORD.pack_into(buf, L.SPACE_WORD_AT, (word + 1) & 0xFFFFFFFF)
-        return bool(waiters)
+        _POS_SEQ_pack(buf, cursor_at, pos, seq)
+        _U64_pack(buf, self._slot_at + L.HEARTBEAT_IN_SLOT, time.monotonic_ns())
+        tail_pos, _, _, _, _, word, _, waiters = _HOT_unpack(buf, L.HOT_AT)
+        if not waiters:
+            return False
+        free = self.capacity - (tail_pos - pos)
+        enough = min(self.capacity, max(self.capacity // 8, _U32_unpack(buf, L.SPACE_NEED_AT)[0]))
+        if not always and free < enough:
+            return False
+        _WORD_pack(buf, L.SPACE_WORD_AT, (word + 1) & 0xFFFFFFFF)
+        _U32_pack(buf, L.SPACE_NEED_AT, 0)
+        return True
 
     def commit(self, pos: int, seq: int, expected_seq: int) -> None:
         """Move the cursor to (*pos*, *seq*) if it is still at *expected_seq* (after read(commit=False))."""
@@ -349,7 +436,7 @@ class Ring:
             cursor_at = self._cursor_at()
             if L.POS_SEQ.unpack_from(self._buf, cursor_at)[1] != expected_seq:
                 return
-            wake = self._advance_locked(cursor_at, pos, seq)
+            wake = self._advance_locked(cursor_at, pos, seq, always=True)
         if wake:
             wakeup.wake_all(self._space_word)
 
@@ -411,8 +498,9 @@ class Ring:
         with self._seg:
             return L.POS_SEQ.unpack_from(self._buf, L.TAIL_AT)
 
-    def wake_readers(self) -> None:
-        """Wake every reader waiting for data (they look again and find their reason to stop)."""
+    def interrupt(self) -> None:
+        """Make a read() of this handle that waits (in another thread) return [] now."""
+        self.interrupted = True
         with self._seg:
             word = L.WORD.unpack_from(self._buf, L.DATA_WORD_AT)[0]
             L.WORD.pack_into(self._buf, L.DATA_WORD_AT, (word + 1) & 0xFFFFFFFF)
@@ -445,6 +533,16 @@ class Ring:
 
 
 _finalizer_pid = 0
+
+
+def _cut(raw: bytes) -> List[Tuple[int, bytes]]:
+    """The records (kind, payload) in a span copied out of the ring."""
+    records, at, end = [], 0, len(raw)
+    while at < end:
+        length, kind = _RECORD_unpack(raw, at)
+        records.append((kind, raw[at + L.RECORD_HEADER : at + L.RECORD_HEADER + length]))
+        at += L.RECORD_HEADER + ((length + 7) & ~7)
+    return records
 
 
 def _close_at_exit_of_this_process() -> None:
