@@ -86,8 +86,19 @@ def fuzz_worker(name: str, mode: str, me: str, log_dir: str, stop_writing: Any, 
 
     while not stop_writing.is_set():
         payload = b"%s:%d:" % (me.encode(), sent) + b"p" * rng.randint(0, 300)
-        q.put(payload, timeout=20)
-        sent += 1
+        deadline = time.monotonic() + 20
+        # Every writer also reads: a full ring waits for the writers themselves,
+        # so a writer reads while it waits (and gives up when told to stop).
+        while not stop_writing.is_set():
+            try:
+                q.put(payload, timeout=0)
+            except Exception as error:  # queue.Full
+                if type(error).__name__ != "Full" or time.monotonic() > deadline:
+                    raise
+                take(0.005)
+            else:
+                sent += 1
+                break
         take(0)
     with open(os.path.join(log_dir, f"{me}.sent"), "w") as out:
         out.write(str(sent))
