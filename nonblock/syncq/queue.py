@@ -5,7 +5,8 @@ from __future__ import annotations
 import queue as std_queue
 import time
 import weakref
-from typing import Any, Iterable, List, NoReturn, Optional
+from itertools import chain, repeat
+from typing import Any, Iterable, List, NoReturn, Optional, Tuple
 
 import nonblock.syncq.codec as codec
 import nonblock.syncq.errors as errors
@@ -16,6 +17,8 @@ from nonblock.syncq.ring import Ring
 Empty = std_queue.Empty
 Full = std_queue.Full
 DEFAULT_SIZE = 1 << 20
+_header = L.RECORD.pack
+_PADS = tuple(b"\0" * n for n in range(8))
 
 
 class SyncQueue:
@@ -130,24 +133,54 @@ class SyncQueue:
         queue.Full, the items before the first one that found no room were put.
         """
         seconds = errors.timeout("timeout", timeout)
-        serializer = self._serializer
-        blobs = [codec.encode(item, serializer) for item in items]
-        for blob in blobs:
-            if len(blob) > self.capacity:
-                self._too_large(len(blob) - L.RECORD_HEADER)
+        serializer, most = self._serializer, self._max_payload
+        limit = max(self.capacity // 4, 1)  # a batch need not wait for the whole ring to be free
+        items = items if isinstance(items, (list, tuple)) else list(items)
+        if items and all(type(item) is bytes for item in items):
+            # All bytes (the common case): the records are built by C loops.
+            lengths = list(map(len, items))
+            pads = [_PADS[-n & 7] for n in lengths]
+            size = 8 * len(items) + sum(lengths) + sum(map(len, pads))
+            if max(lengths) > most:
+                self._too_large(max(lengths))
+            if size <= limit:
+                headers = map(_header, lengths, repeat(codec.BYTES))
+                blob = b"".join(chain.from_iterable(zip(headers, items, pads)))
+                if not self._ring.append(blob, len(items), seconds):
+                    raise Full(f"syncq {self.name!r} stayed full for {seconds} s; "
+                               f"0 of {len(items)} items were put")
+                return
+        batches: List[Tuple[List[bytes], int]] = []
+        parts: List[bytes] = []
+        count = size = total = 0
+        for item in items:
+            if type(item) is bytes:
+                payload, kind = item, codec.BYTES
+            elif type(item) is str:
+                payload, kind = item.encode("utf-8", "surrogatepass"), codec.TEXT
+            else:
+                payload, kind = codec.payload(item, serializer)
+            length = len(payload)
+            if length > most:
+                self._too_large(length)
+            record_size = L.RECORD_HEADER + ((length + 7) & ~7)
+            if count and size + record_size > limit:
+                batches.append((parts, count))
+                parts, count, size = [], 0, 0
+            parts += (_header(length, kind), payload, _PADS[-length & 7])
+            count += 1
+            size += record_size
+            total += 1
+        if count:
+            batches.append((parts, count))
         deadline = None if seconds is None else time.monotonic() + seconds
-        batch_limit = max(self.capacity // 4, 1)
-        i = 0
-        while i < len(blobs):
-            j, size = i + 1, len(blobs[i])
-            while j < len(blobs) and size + len(blobs[j]) <= batch_limit:
-                size += len(blobs[j])
-                j += 1
+        done = 0
+        for parts, count in batches:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not self._ring.append(b"".join(blobs[i:j]), j - i, left):
+            if not self._ring.append(b"".join(parts), count, left):
                 raise Full(f"syncq {self.name!r} stayed full for {seconds} s; "
-                           f"{i} of {len(blobs)} items were put")
-            i = j
+                           f"{done} of {total} items were put")
+            done += count
 
     def _too_large(self, length: int) -> NoReturn:
         raise errors.MessageTooLarge(

@@ -389,9 +389,12 @@ class Ring:
                 start, seq = _POS_SEQ_unpack(buf, cursor_at)
                 tail_pos = _U64_unpack(buf, L.TAIL_AT)[0]
                 if start != tail_pos:
-                    pos, count = start, 0
+                    pos, count, spans = start, 0, []
                     while pos != tail_pos and count < max_records and pos - start < max_bytes:
-                        pos += L.RECORD_HEADER + ((_RECORD_unpack(buf, base + pos % cap)[0] + 7) & ~7)
+                        length, kind = _RECORD_unpack(buf, base + pos % cap)
+                        at = pos - start + L.RECORD_HEADER
+                        spans.append((kind, at, at + length))
+                        pos = start + at + ((length + 7) & ~7)
                         count += 1
                     raw = self._copy_out(start, pos - start)
                     self.last_read = (seq, pos, seq + count)
@@ -407,7 +410,7 @@ class Ring:
             round_ += 1
         if wake:
             wakeup.wake_all(self._space_word)
-        return _cut(raw)
+        return [(kind, raw[a:b]) for kind, a, b in spans]
 
     def _advance_locked(self, cursor_at: int, pos: int, seq: int, always: bool = False) -> bool:
         """Move the cursor; say whether to wake writers waiting for space.
@@ -533,16 +536,6 @@ class Ring:
 
 
 _finalizer_pid = 0
-
-
-def _cut(raw: bytes) -> List[Tuple[int, bytes]]:
-    """The records (kind, payload) in a span copied out of the ring."""
-    records, at, end = [], 0, len(raw)
-    while at < end:
-        length, kind = _RECORD_unpack(raw, at)
-        records.append((kind, raw[at + L.RECORD_HEADER : at + L.RECORD_HEADER + length]))
-        at += L.RECORD_HEADER + ((length + 7) & ~7)
-    return records
 
 
 def _close_at_exit_of_this_process() -> None:
