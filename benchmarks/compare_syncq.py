@@ -373,11 +373,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               "| ratio | target | |\n|---|---|---|---|---|---|---|---|---|\n")
     table = header + "".join("| " + " | ".join(row) + " |\n" for row in rows)
     print(table)
-    text = (f"# nonblock.syncq benchmarks: side by side with pysyncq, multiprocessing.Queue and faster-fifo\n\n"
+    text = ("# nonblock.syncq benchmarks: beside pysyncq, multiprocessing.Queue and faster-fifo\n\n"
             f"Produced by `python benchmarks/compare_syncq.py{' --quick' if args.quick else ''}`; "
             f"overwritten on each run.\n\n"
-            f"- CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared with other work:"
-            f" expect noise)\n- Python: {platform.python_implementation()} {platform.python_version()}\n"
+            f"- CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+            f" (shared with other work: expect noise)\n"
+            f"- Python: {platform.python_implementation()} {platform.python_version()}\n"
             f"- mode: {'quick' if args.quick else 'full'}, {reps} interleaved run(s) each; "
             f"{datetime.datetime.now().isoformat(timespec='seconds')}\n"
             f"- total run time: {time.perf_counter() - began:.0f} s\n\n" + table)

@@ -104,7 +104,11 @@ class PySyncQ:
         capacity = max(64, self.size & ~7)
         self._ring = Ring(name, create, capacity, mode="broadcast", on_full="block", slots=64)
         self.name = self._ring.name
-        self._ring.join(reader=False)
+        try:
+            self._ring.join(reader=False)
+        except BaseException:
+            self._ring.close()
+            raise
         self._finalizer = weakref.finalize(self, self._ring.close)
 
     @property

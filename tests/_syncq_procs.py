@@ -58,13 +58,15 @@ def hold_the_lock_and_die(name: str) -> None:
 
 # -- the fuzz ------------------------------------------------------------------------------
 
-def fuzz_worker(name: str, mode: str, me: str, log_dir: str, stop_writing: Any, drain: Any,
-                stopped: Any) -> None:
+def fuzz_worker(name: str, mode: str, me: str, log_dir: str, stopped: Any) -> None:
     """Append (me, k) and read whatever comes, until told to stop; then drain and log.
 
     Work mode logs every message it got as soon as it has it (a killed worker's
     log shows what it took); broadcast mode logs at the end (only survivors count).
+    The signals are files: a multiprocessing.Event has a lock, and a worker
+    killed holding it would stop every other.
     """
+    stop_file, drain_file = os.path.join(log_dir, "stop"), os.path.join(log_dir, "drain")
     q = SyncQueue(name, create=False, mode=mode, reader=True)
     rng = random.Random(me)
     got: List[bytes] = []
@@ -84,12 +86,12 @@ def fuzz_worker(name: str, mode: str, me: str, log_dir: str, stop_writing: Any, 
             got.extend(batch)
         return len(batch)
 
-    while not stop_writing.is_set():
+    while not os.path.exists(stop_file):
         payload = b"%s:%d:" % (me.encode(), sent) + b"p" * rng.randint(0, 300)
         deadline = time.monotonic() + 20
         # Every writer also reads: a full ring waits for the writers themselves,
         # so a writer reads while it waits (and gives up when told to stop).
-        while not stop_writing.is_set():
+        while not os.path.exists(stop_file):
             try:
                 q.put(payload, timeout=0)
             except Exception as error:  # queue.Full
@@ -103,7 +105,9 @@ def fuzz_worker(name: str, mode: str, me: str, log_dir: str, stop_writing: Any, 
     with open(os.path.join(log_dir, f"{me}.sent"), "w") as out:
         out.write(str(sent))
     stopped.put(me)
-    drain.wait(60)
+    deadline = time.monotonic() + 60
+    while not os.path.exists(drain_file) and time.monotonic() < deadline:
+        time.sleep(0.01)
     while take(0):
         pass
     if mode == "broadcast":

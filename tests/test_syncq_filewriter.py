@@ -44,7 +44,8 @@ def test_four_writers_and_the_drainer_sigkilled_mid_run_leave_the_file_exact(met
     assert ready.get(timeout=60) is True  # it holds the drainer lock
     standby = ctx.Process(target=procs.file_standby, args=(name, path, size, until))
     standby.start()
-    writers = [ctx.Process(target=procs.file_writer, args=(name, path, size, me, count, go)) for me in range(4)]
+    writers = [ctx.Process(target=procs.file_writer, args=(name, path, size, me, count, go))
+               for me in range(4)]
     for p in writers:
         p.start()
     go.set()

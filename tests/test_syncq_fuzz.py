@@ -18,7 +18,6 @@ import uuid
 from typing import Dict, List, Tuple
 
 import _syncq_procs as procs
-import pytest
 
 from nonblock.syncq import SyncQueue
 
@@ -30,7 +29,7 @@ def run_fuzz(mode: str, tmp_path, seed: int) -> Tuple[Dict[str, List[Tuple[str, 
     rng = random.Random(seed)
     name = "t_" + uuid.uuid4().hex[:12]
     owner = SyncQueue(name, size=4096, mode=mode)  # keeps the queue alive; never reads
-    stop_writing, drain, stopped = ctx.Event(), ctx.Event(), ctx.Queue()
+    stopped = ctx.Queue()
     workers: Dict[str, multiprocessing.Process] = {}
     killed = set()
     serial = 0
@@ -40,7 +39,7 @@ def run_fuzz(mode: str, tmp_path, seed: int) -> Tuple[Dict[str, List[Tuple[str, 
         me = f"w{serial}"
         serial += 1
         p = ctx.Process(target=procs.fuzz_worker,
-                        args=(name, mode, me, str(tmp_path), stop_writing, drain, stopped))
+                        args=(name, mode, me, str(tmp_path), stopped))
         p.start()
         workers[me] = p
 
@@ -54,10 +53,10 @@ def run_fuzz(mode: str, tmp_path, seed: int) -> Tuple[Dict[str, List[Tuple[str, 
         killed.add(victim)
         start_one()  # a late joiner takes its place
     time.sleep(0.3)
-    stop_writing.set()
+    (tmp_path / "stop").touch()
     alive = [me for me in workers if me not in killed]
     assert sorted(stopped.get(timeout=60) for _ in alive) == sorted(alive)
-    drain.set()
+    (tmp_path / "drain").touch()
     for me in alive:
         workers[me].join(60)
         assert workers[me].exitcode == 0, me

@@ -171,3 +171,46 @@ def test_any_object_goes_through_str_and_bytes_stay_bytes() -> None:
     assert q.pop() == ("me", "3", "4.5")
     assert q.pop(decode=False) == (b"me", b"raw", b"\xff\x00")
     q.close()
+
+
+# -- the rest of the README's migration table, one test per row ------------------------------
+
+
+def test_size_is_the_room_for_messages_each_costing_16_bytes_more_rounded_to_8() -> None:
+    q = PySyncQ(fresh_name(), size=256)
+    q.open("s", filtself=False)  # sender "s": 1 byte
+    q.append("t", "x" * (256 - 16 - 2))  # exactly fills the ring
+    assert q.pop()[2] == "x" * 238
+    with pytest.raises(MessageTooLarge):
+        q.append("t", "x" * 239)
+    q.close()
+
+
+def test_append_before_open_sends_as_the_pid() -> None:
+    name = fresh_name()
+    reader = PySyncQ(name, size=4096)
+    reader.open("reader")
+    writer = PySyncQ(name, create=False, size=4096)
+    writer.append("t", "no open() first")  # pysyncq 0.0.1: TypeError on len(None)
+    assert reader.pop() == (str(os.getpid()), "t", "no open() first")
+    writer.close()
+    reader.close()
+
+
+def test_str_and_the_internals_that_are_gone() -> None:
+    q = PySyncQ(fresh_name(), size=4096)
+    q.open("me")
+    assert str(q) == f"PySyncQ(name={q.name},size=4096,sender=me)"
+    for internal in ("i", "slno", "cond", "shm", "h", "b"):
+        assert not hasattr(q, internal)
+    assert q.scrns == (q.scrnsend, q.scrntype) and b"me" in q.scrnsend and "me" in q.scrnsend
+    q.close()
+
+
+def test_at_most_slots_processes_take_part_at_once() -> None:
+    from nonblock.syncq import SyncQueue
+
+    name = fresh_name()
+    with SyncQueue(name, size=256, slots=2), SyncQueue(name, create=False):
+        with pytest.raises(RuntimeError, match="all 2 slots"):
+            SyncQueue(name, create=False)

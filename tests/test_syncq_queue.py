@@ -31,7 +31,8 @@ def test_bytes_and_str_come_back_as_they_went_in() -> None:
         q.put("text \u00e9\U0001f600")
         q.put(bytearray(b"ba"))
         q.put(memoryview(b"mv"))
-        assert [q.get(timeout=0) for _ in range(4)] == [b"raw\x00bytes", "text \u00e9\U0001f600", b"ba", b"mv"]
+        got = [q.get(timeout=0) for _ in range(4)]
+        assert got == [b"raw\x00bytes", "text \u00e9\U0001f600", b"ba", b"mv"]
         with pytest.raises(TypeError, match="bytes or str.*int"):
             q.put(42)
         with pytest.raises(queue.Empty):
@@ -151,7 +152,7 @@ def test_work_mode_gives_each_message_to_exactly_one_reader(method: str) -> None
         assert part == sorted(part, key=int)  # each reader sees its share in order
 
 
-def _work_reader(name: str, out: "multiprocessing.Queue[list]") -> None:
+def _work_reader(name: str, out: multiprocessing.Queue[list]) -> None:
     q = SyncQueue(name, create=False, mode="work")
     mine = []
     while (m := q.get(timeout=60)) != b"stop":

@@ -23,6 +23,7 @@ import nonblock.syncq.codec as codec
 import nonblock.syncq.errors as errors
 from nonblock._checks import show
 from nonblock.hddfile import BackgroundHddFile
+from nonblock.hddq import HddQueue, prepare_before_stop
 from nonblock.syncq.drainerlock import DrainerLock
 from nonblock.syncq.ring import Ring
 
@@ -65,7 +66,11 @@ class SharedFileWriter:
         "".encode(encoding)  # an unknown encoding fails here, with its name
         self._encoding = encoding
         self._ring = _join_or_create(name, capacity)
-        self._ring.join(reader=True)
+        try:
+            self._ring.join(reader=True)
+        except BaseException:
+            self._ring.close()
+            raise
         self._max_payload = self._ring.capacity - 8
         self._drain = _Drain(self._ring, self._path)
         self._ring.before_close = self._drain.finish
@@ -204,12 +209,13 @@ class _Drain:
                 file.close()
                 file.wait()
                 self.failure = None
-            except OSError as error:
-                self.failure = error
-                self._note_failure(error)
+            except Exception as error:  # noqa: BLE001 - a disk error, or the queue stopped at exit
+                failure = error if isinstance(error, OSError) else OSError(errno.EIO, str(error))
+                self.failure = failure
+                self._note_failure(failure)
                 try:
                     file.close()
-                except OSError:
+                except Exception:  # noqa: BLE001 - it failed already; the ring keeps the batch
                     pass
                 if self.stop_at is not None:
                     return  # leaving: the batch stays in the ring for the next drainer
@@ -291,6 +297,21 @@ class _Drain:
 
 
 _drains: weakref.WeakSet[_Drain] = weakref.WeakSet()
+
+
+def _finish_before_the_queues_stop(final: bool, queue: Optional[HddQueue]) -> None:
+    """At interpreter exit, finish every SharedFileWriter while the HDD queue still writes.
+
+    The queue's own exit hook may run before the atexit hook that closes rings:
+    a drainer must not find its queue stopped with records still in the ring.
+    """
+    if final and queue is None:
+        for drain in list(_drains):
+            if not drain.ring.closed:
+                drain.ring.close()
+
+
+prepare_before_stop(_finish_before_the_queues_stop)
 
 
 def _after_fork_in_child() -> None:

@@ -73,7 +73,11 @@ class SyncQueue:
         self._reader = reader
         self._ring = Ring(name, create, capacity, mode=mode, on_full=on_full, slots=slots,
                           check_capacity=create or size is not None)
-        self._ring.join(reader=bool(reader), start=self._start)
+        try:
+            self._ring.join(reader=bool(reader), start=self._start)
+        except BaseException:
+            self._ring.close()
+            raise
         self._max_payload = self._ring.capacity - L.RECORD_HEADER
         self._finalizer = weakref.finalize(self, self._ring.close)
 
