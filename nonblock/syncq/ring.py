@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import fcntl
 import os
+import platform
 import time
 import weakref
 from multiprocessing import util as mp_util
@@ -27,7 +28,8 @@ import nonblock.syncq.wakeup as wakeup
 from nonblock.syncq.codec import record as codec_record
 from nonblock.syncq.segment import Segment
 
-_DEAD_PEER_CHECK = 0.05
+_YIELDS_BEFORE_SLEEP = 8
+_DEAD_PEER_CHECK = 0.05  # a writer waiting for space looks at laggards this often (s)
 _HOT_unpack = L.HOT.unpack_from
 _POS_SEQ_pack = L.POS_SEQ.pack_into
 _POS_SEQ_unpack = L.POS_SEQ.unpack_from
@@ -56,6 +58,12 @@ class Ring:
         self.slots: int = slots
         self.mode = L.MODES[mode_no]
         self.on_full = L.ON_FULL[full_no]
+        # A broadcast reader owns its cursor and, when nothing ever drops
+        # records, nobody else moves it or overwrites what lies past it: it may
+        # read a record without the shared lock.  That needs stores to become
+        # visible in program order (x86's memory model); elsewhere it locks.
+        self._reads_alone = (self.mode == "broadcast" and self.on_full == "block"
+                             and platform.machine() in ("x86_64", "AMD64", "i386", "i686"))
         self._buf: Any = buf
         self._base = L.ring_offset(self.slots)
         address = wakeup.address_of(buf)
@@ -341,8 +349,10 @@ class Ring:
         if self._slot < 0 or not self._reader:
             self.ensure_joined(reader=True)
         seg, cap, buf = self._seg, self.capacity, self._buf
+        shared_lock = not self._reads_alone
         seg.thread_lock.acquire()
-        fcntl.flock(seg.fd, fcntl.LOCK_EX)
+        if shared_lock:
+            fcntl.flock(seg.fd, fcntl.LOCK_EX)
         try:
             cursor_at = self._cursor_at()
             pos, seq = _POS_SEQ_unpack(buf, cursor_at)
@@ -357,8 +367,18 @@ class Ring:
                     payload = self._copy_out(pos + L.RECORD_HEADER, n)
                 wake = self._advance_locked(cursor_at, pos + L.RECORD_HEADER + ((n + 7) & ~7), seq + 1)
         finally:
-            fcntl.flock(seg.fd, fcntl.LOCK_UN)
+            if shared_lock:
+                fcntl.flock(seg.fd, fcntl.LOCK_UN)
             seg.thread_lock.release()
+        if not found and timeout != 0 and self._reads_alone:
+            # Before going to sleep (a futex round trip for both sides), yield
+            # the CPU a few times: a writer that is mid-put usually publishes
+            # within that.  Bounded: then the event-driven wait takes over.
+            tail_at, cursor_at = L.TAIL_AT, self._cursor_at()
+            for _ in range(_YIELDS_BEFORE_SLEEP):
+                os.sched_yield()
+                if _U64_unpack(buf, tail_at)[0] != _U64_unpack(buf, cursor_at)[0]:
+                    return self.read_one(timeout)
         if not found:
             records = self.read(1, timeout)
             return records[0] if records else None
