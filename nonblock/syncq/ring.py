@@ -16,7 +16,6 @@ from __future__ import annotations
 import atexit
 import fcntl
 import os
-import platform
 import time
 import weakref
 from multiprocessing import util as mp_util
@@ -58,12 +57,9 @@ class Ring:
         self.slots: int = slots
         self.mode = L.MODES[mode_no]
         self.on_full = L.ON_FULL[full_no]
-        # A broadcast reader owns its cursor and, when nothing ever drops
-        # records, nobody else moves it or overwrites what lies past it: it may
-        # read a record without the shared lock.  That needs stores to become
-        # visible in program order (x86's memory model); elsewhere it locks.
-        self._reads_alone = (self.mode == "broadcast" and self.on_full == "block"
-                             and platform.machine() in ("x86_64", "AMD64", "i386", "i686"))
+        # A broadcast reader with a cursor of its own may look for a new record
+        # without the lock (it then takes the lock to read it); see read_one.
+        self._reads_alone = self.mode == "broadcast"
         self._buf: Any = buf
         self._base = L.ring_offset(self.slots)
         address = wakeup.address_of(buf)
@@ -349,10 +345,8 @@ class Ring:
         if self._slot < 0 or not self._reader:
             self.ensure_joined(reader=True)
         seg, cap, buf = self._seg, self.capacity, self._buf
-        shared_lock = not self._reads_alone
         seg.thread_lock.acquire()
-        if shared_lock:
-            fcntl.flock(seg.fd, fcntl.LOCK_EX)
+        fcntl.flock(seg.fd, fcntl.LOCK_EX)
         try:
             cursor_at = self._cursor_at()
             pos, seq = _POS_SEQ_unpack(buf, cursor_at)
@@ -367,8 +361,7 @@ class Ring:
                     payload = self._copy_out(pos + L.RECORD_HEADER, n)
                 wake = self._advance_locked(cursor_at, pos + L.RECORD_HEADER + ((n + 7) & ~7), seq + 1)
         finally:
-            if shared_lock:
-                fcntl.flock(seg.fd, fcntl.LOCK_UN)
+            fcntl.flock(seg.fd, fcntl.LOCK_UN)
             seg.thread_lock.release()
         if not found and timeout != 0 and self._reads_alone:
             # Before going to sleep (a futex round trip for both sides), yield
