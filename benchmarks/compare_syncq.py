@@ -4,8 +4,8 @@
 
 Scenarios (64-byte messages, real processes started with fork):
 
-* q1  1 producer -> 1 consumer process: messages per second (nonblock in broadcast mode,
-      where a lone reader reads without the shared lock; work mode is shown beside it);
+* q1  1 producer -> 1 consumer process: messages per second (nonblock in broadcast mode;
+      work mode is shown beside it);
 * q2  put_many / get_many in batches of 100 (1 -> 1): messages per second;
 * q3  broadcast, 1 writer -> 4 reader processes: the median reader's rate;
 * q4  wake-up latency: a put to a get blocked in another process (median of
