@@ -82,6 +82,9 @@ def test_flush_waits_until_the_records_are_in_the_file(tmp_path) -> None:
     finally:
         os.kill(drainer.pid, signal.SIGKILL)
         drainer.join(10)
+    # A SIGKILLed last participant cannot remove the segment; the next one to leave does.
+    SharedFileWriter(name, path, size=1 << 20).close()
+    assert [e for e in os.listdir("/dev/shm") if e.startswith(name)] == []
 
 
 def test_a_full_disk_is_reported_by_flush_and_close_does_not_hang() -> None:
