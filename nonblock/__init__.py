@@ -39,6 +39,7 @@ from nonblock.hddq import (
 )
 from nonblock.read import nonblock_read
 from nonblock.streamfailures import StreamFailed, clear_stream_error
+from nonblock.syncq import MessageTooLarge, SharedFileWriter, SyncQueue
 
 __version__ = "0.1.0"
 
@@ -60,10 +61,13 @@ __all__ = [
     "ExecutionState",
     "HddQueue",
     "IO_PRIORITY_PROFILES",
+    "MessageTooLarge",
     "PredecessorFailed",
     "ThreadManager",
     "QueueShutdown",
+    "SharedFileWriter",
     "StreamFailed",
+    "SyncQueue",
     "Task",
     "background",
     "bgread",
