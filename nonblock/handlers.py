@@ -53,11 +53,13 @@ from typing import Any, Callable, List, Optional, Tuple, cast
 from nonblock import _checks
 from nonblock.hddfile import DEFAULT_MAX_PENDING_BYTES, BackgroundHddFile
 from nonblock.hddq import Task, default_queue, is_shutdown
+from nonblock.syncq import SharedFileWriter
 
 __all__ = [
     "BackgroundFileHandler",
     "BackgroundRotatingFileHandler",
     "BackgroundTimedRotatingFileHandler",
+    "SharedFileHandler",
 ]
 
 class BackgroundFileHandler(logging.FileHandler):
@@ -585,7 +587,108 @@ class _held:
         self._handler.release()
 
 
-def _report_record(handler: logging.FileHandler, doing: str) -> logging.LogRecord:
+class SharedFileHandler(logging.Handler):
+    """Many processes logging into one file: records whole, in order, never waiting for the disk.
+
+    Every process that logs makes a handler with the same *name* and
+    *filename* (directly, from ``dictConfig``, or inherited by fork)::
+
+        handler = SharedFileHandler("build-log", "/var/log/build.log")
+        logging.getLogger().addHandler(handler)
+
+    ``emit`` formats and encodes the record in the caller and appends it, as
+    one record, to a :class:`~nonblock.syncq.SharedFileWriter`: a ring in
+    shared memory that one of the processes (the drainer) writes into the file
+    through the HDD queue.  Each record lands whole, never interleaved with
+    another, in the order it was appended; if the drainer dies, even by
+    SIGKILL, another process takes over and no record that ``emit`` handed
+    over is lost.  ``emit`` waits only while the ring (*size* bytes) is full.
+
+    The file is always appended to (*mode* must be ``"a"``: one process
+    truncating it would cut the others' records).  Errors go through
+    :meth:`logging.Handler.handleError`.  ``flush()`` waits until this
+    process's records are in the file; ``close()`` too, then leaves the ring
+    (the last process out drains it and removes it).
+    """
+
+    terminator = "\n"
+
+    def __init__(
+        self,
+        name: str,
+        filename: Any,
+        mode: str = "a",
+        encoding: Optional[str] = None,
+        delay: bool = False,
+        errors: Optional[str] = None,
+        *,
+        size: int = 8 << 20,
+    ) -> None:
+        if mode != "a":
+            raise ValueError(f"mode must be 'a' (every process appends), not {_checks.show(mode)}")
+        if not isinstance(filename, (str, bytes, os.PathLike)):
+            raise TypeError(f"filename must be a path, not {_checks.show(filename)}")
+        super().__init__()
+        self.shared_name = name
+        self.baseFilename = os.path.abspath(os.fsdecode(filename))
+        self.mode = mode
+        self.encoding = encoding
+        self.errors = errors
+        self.size = size
+        self._encode = _encoder(mode, encoding, errors, fresh_file=False)
+        self._writer: Optional[SharedFileWriter] = None
+        if not delay:
+            self._writer = self._open()
+
+    def _open(self) -> SharedFileWriter:
+        return SharedFileWriter(self.shared_name, self.baseFilename, size=self.size)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Format and encode *record* here, and append it to the shared ring as one record."""
+        try:
+            data = self._encode(self.format(record) + self.terminator)
+            writer = self._writer
+            if writer is None:
+                with self.lock:  # type: ignore[union-attr]
+                    writer = self._writer
+                    if writer is None:
+                        writer = self._writer = self._open()
+            writer.write(data)
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+    def flush(self) -> None:
+        """Wait until every record this process emitted so far is in the file."""
+        writer = self._writer
+        if writer is None or writer.closed:
+            return
+        try:
+            writer.flush()
+        except Exception:
+            self.handleError(_report_record(self, "flushing"))
+
+    def close(self) -> None:
+        """Wait until this process's records are in the file, then leave the shared ring."""
+        with self.lock:  # type: ignore[union-attr]
+            writer, self._writer = self._writer, None
+            try:
+                if writer is not None and not writer.closed:
+                    try:
+                        writer.flush()
+                    finally:
+                        writer.close()
+            except Exception:
+                self.handleError(_report_record(self, "closing"))
+            finally:
+                super().close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.shared_name!r} -> {self.baseFilename} ({self.level})>"
+
+
+def _report_record(handler: Any, doing: str) -> logging.LogRecord:
     """The record handleError shows for an error found while flushing or closing.
 
     The record whose write failed is not known (records are written in
