@@ -197,41 +197,45 @@ class StreamWriter:
     :func:`submit` when the first one arrives, gone when the last one is done.
     """
 
+    # The state of a chunk under way, and what the stream is like, start from
+    # these class defaults: a writer is made each time a stream gets busy again,
+    # on the caller's thread, so it sets only what it must.
+    items: Optional[List[Block]] = None  # the chunk's pieces
+    _item = 0  # the piece being offered
+    _offset = 0  # how much of it the stream has taken
+    _chunk_len = 0
+    _chunk_done = 0
+    # How much of the chunk has been credited to the batch's requests, and how
+    # many of them are credited in full.  A joined chunk taken whole is
+    # credited only as it finishes; a part, whenever a caller could look.
+    _credited_units = 0
+    _credited = 0
+    _flush_pending = False
+    _chunk_io_time = 0.0
+    _empty_writes = 0
+    # A buffered regular file's descriptor: after a failed write its position
+    # tells how much of the chunk really reached the file.
+    _position_fd: Optional[int] = None
+    _chunk_start = -1
+    _written_at_chunk = 0
+    # What the stream is like, looked up on the first op.
+    _looked = False
+    _none_means_eagain = False
+    _has_flush = False
+    _buffered = False
+    _text_whole = False  # a TextIOWrapper: it takes every piece whole
+    _flush_may_wait = False  # a non-blocking descriptor: its flush may say EAGAIN
+    _pipe: Optional[BlockingPipe] = None
+    _pipe_text = False
+
     def __init__(self, stream: Any, engine: Engine, key: Tuple[int, int]) -> None:
         self.stream = stream
         self.engine = engine
         self.key = key
         self.pending: Deque[WriteRequest] = collections.deque()  # callers append, the op takes
-        # The chunk being written: the requests it holds (the first one may span
-        # many chunks; joined ones are whole in it), its pieces, and how far it has got.
+        # The requests the chunk being written holds: the first one may span
+        # many chunks; joined ones are whole in it.
         self.batch: List[WriteRequest] = []
-        self.items: Optional[List[Block]] = None
-        self._item = 0  # the piece being offered
-        self._offset = 0  # how much of it the stream has taken
-        self._chunk_len = 0
-        self._chunk_done = 0
-        # How much of the chunk has been credited to the batch's requests, and how
-        # many of them are credited in full.  A joined chunk taken whole is
-        # credited only as it finishes; a part, whenever a caller could look.
-        self._credited_units = 0
-        self._credited = 0
-        self._flush_pending = False
-        self._chunk_io_time = 0.0
-        self._empty_writes = 0
-        # A buffered regular file's descriptor: after a failed write its position
-        # tells how much of the chunk really reached the file.
-        self._position_fd: Optional[int] = None
-        self._chunk_start = -1
-        self._written_at_chunk = 0
-        # What the stream is like, looked up on the first op.
-        self._looked = False
-        self._none_means_eagain = False
-        self._has_flush = False
-        self._buffered = False
-        self._text_whole = False  # a TextIOWrapper: it takes every piece whole
-        self._flush_may_wait = False  # a non-blocking descriptor: its flush may say EAGAIN
-        self._pipe: Optional[BlockingPipe] = None
-        self._pipe_text = False
 
     # -- the Job protocol ----------------------------------------------------------
 
