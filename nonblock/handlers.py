@@ -212,6 +212,27 @@ class BackgroundFileHandler(logging.FileHandler):
                 self.handleError(record)
                 self._after_failure()
 
+    def _emit_with_rollover(self, record: logging.LogRecord) -> None:
+        """The rotating handlers' emit: format, see to queued rollovers, then :meth:`_write_record`."""
+        try:
+            msg = self.format(record) + self.terminator
+            if self._rotations:
+                self._check_rotation()
+            stream = self._current_stream()
+            if stream is None:
+                return
+            self._write_record(stream, msg)
+        except RecursionError:
+            raise
+        except Exception:
+            if not self._write_directly(record):
+                self.handleError(record)
+                self._after_failure()
+
+    def _write_record(self, stream: Any, msg: str) -> None:
+        """For the rotating handlers: queue a rollover if one is due, then hand *msg* over."""
+        raise NotImplementedError
+
     def flush(self) -> None:
         """Wait until every record emitted so far is written (an error goes to handleError)."""
         with _held(self):
@@ -283,30 +304,20 @@ class BackgroundRotatingFileHandler(BackgroundFileHandler, logging.handlers.Rota
 
     def emit(self, record: logging.LogRecord) -> None:
         """Format *record*, roll over first if it would fill the file, hand the text over."""
-        try:
-            msg = self.format(record) + self.terminator
-            if self._rotations:
-                self._check_rotation()
-            stream = self._current_stream()
-            if stream is None:
-                return
-            data = self._encode(msg)
-            written = self._written
-            if (
-                self.maxBytes > 0 and written > 0 and written + len(data) >= self.maxBytes
-                and self.backupCount > 0 and self._regular
-            ):
-                self._queue_rollover(stream)
-                data = self._encode(msg)  # a fresh file may start with a byte order mark
-                written = 0
-            stream.write(data)
-            self._written = written + len(data)
-        except RecursionError:
-            raise
-        except Exception:
-            if not self._write_directly(record):
-                self.handleError(record)
-                self._after_failure()
+        self._emit_with_rollover(record)
+
+    def _write_record(self, stream: Any, msg: str) -> None:
+        data = self._encode(msg)
+        written = self._written
+        if (
+            self.maxBytes > 0 and written > 0 and written + len(data) >= self.maxBytes
+            and self.backupCount > 0 and self._regular
+        ):
+            self._queue_rollover(stream)
+            data = self._encode(msg)  # a fresh file may start with a byte order mark
+            written = 0
+        stream.write(data)
+        self._written = written + len(data)
 
     def shouldRollover(self, record: logging.LogRecord) -> int:
         """Whether *record* would fill the file (emit decides this itself, from its own count)."""
@@ -378,22 +389,12 @@ class BackgroundTimedRotatingFileHandler(BackgroundFileHandler, logging.handlers
 
     def emit(self, record: logging.LogRecord) -> None:
         """Format *record*, roll over first if its time has come, hand the text over."""
-        try:
-            msg = self.format(record) + self.terminator
-            if self._rotations:
-                self._check_rotation()
-            stream = self._current_stream()
-            if stream is None:
-                return
-            if int(time.time()) >= self.rolloverAt:
-                self._queue_rollover(stream)
-            stream.write(self._encode(msg))
-        except RecursionError:
-            raise
-        except Exception:
-            if not self._write_directly(record):
-                self.handleError(record)
-                self._after_failure()
+        self._emit_with_rollover(record)
+
+    def _write_record(self, stream: Any, msg: str) -> None:
+        if int(time.time()) >= self.rolloverAt:
+            self._queue_rollover(stream)
+        stream.write(self._encode(msg))
 
     def shouldRollover(self, record: logging.LogRecord) -> int:
         """Whether the rollover time has come (what the file is, is checked when rotating)."""
