@@ -104,10 +104,11 @@ def test_backup_count_keeps_that_many_and_zero_never_rotates(tmp_path: Path, log
 def test_a_record_longer_than_max_bytes_does_not_rotate_an_empty_file(
         tmp_path: Path, logger: logging.Logger) -> None:
     # CPython 3.11 rotates an empty file here, pushing the backups out with empty files.
-    logger.addHandler(plain(BackgroundRotatingFileHandler(tmp_path / "big.log", maxBytes=50, backupCount=3)))
+    handler = plain(BackgroundRotatingFileHandler(tmp_path / "big.log", maxBytes=50, backupCount=3))
+    logger.addHandler(handler)
     logger.info("x" * 200)
     logger.info("y" * 200)
-    logger.handlers[0].flush()
+    handler.flush()
     assert (tmp_path / "big.log").read_text() == "y" * 200 + "\n"
     assert (tmp_path / "big.log.1").read_text() == "x" * 200 + "\n"
     assert not (tmp_path / "big.log.2").exists()
@@ -115,11 +116,12 @@ def test_a_record_longer_than_max_bytes_does_not_rotate_an_empty_file(
 
 def test_size_is_counted_in_encoded_bytes(tmp_path: Path, logger: logging.Logger) -> None:
     # The stdlib adds characters to a byte position; we count bytes, so no file passes maxBytes.
-    logger.addHandler(plain(BackgroundRotatingFileHandler(tmp_path / "u.log", maxBytes=100, backupCount=50,
-                                                          encoding="utf-8")))
+    handler = plain(BackgroundRotatingFileHandler(tmp_path / "u.log", maxBytes=100, backupCount=50,
+                                                  encoding="utf-8"))
+    logger.addHandler(handler)
     for i in range(60):
         logger.info("%02d ééééééééé", i)  # 12 characters, 21 bytes
-    logger.handlers[0].flush()
+    handler.flush()
     sizes = [p.stat().st_size for p in tmp_path.iterdir()]
     assert max(sizes) < 100 and sum(sizes) == 60 * 22
 
