@@ -708,8 +708,10 @@ def submit(request: WriteRequest, engine: Engine, timeout: Optional[float] = Non
                 if _writers.get(key) is writer:
                     del _writers[key]
             # Nobody runs the writer, so nobody else ends what it holds.
-            writer.engine.complete(writer.pending, [None] * len(writer.pending), error,
-                                   sum(pending.weight for pending in writer.pending))
+            stranded = list(writer.pending)
+            writer.pending.clear()
+            writer.engine.complete(stranded, [None] * len(stranded), error,
+                                   sum(request.weight for request in stranded))
             raise
 
 

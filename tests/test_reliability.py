@@ -569,3 +569,24 @@ def test_a_background_file_on_a_blocking_fifo_nobody_reads_stalls_no_other_write
     expected = (line.encode() if mode == "w" else line) * 40_000
     assert reader.finish() == expected
     assert file.wait(60)
+
+
+def test_a_write_whose_queue_cannot_start_its_threads_is_refused_and_gives_its_room_back(
+        tmp_path, monkeypatch):
+    # The machine refuses a new thread (RLIMIT_NPROC, say): the call raises that,
+    # nothing stays counted against max_pending_bytes, and the queue works once it can.
+    queue = HddQueue(name="nothreads")
+    real_start = threading.Thread.start
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    with open(tmp_path / "out", "wb") as stream:
+        with pytest.raises(RuntimeError, match="can't start new thread"):
+            bgwrite(stream, b"refused", queue=queue)
+        assert queue.pending_bytes == 0
+        monkeypatch.setattr(threading.Thread, "start", real_start)
+        assert bgwrite(stream, b"written", queue=queue).result(timeout=30) == 7
+    queue.shutdown()
+    assert (tmp_path / "out").read_bytes() == b"written"
