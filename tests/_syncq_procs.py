@@ -141,3 +141,22 @@ def file_standby(name: str, path: str, size: int, until: Any) -> None:
     writer = SharedFileWriter(name, path, size=size)
     until.wait(120)
     writer.close()
+
+
+def pysyncq_append_numbered(name: str, size: int, count: int) -> None:
+    """Append *count* numbered messages of varying length, waiting for room as long as it takes."""
+    q = PySyncQ(name, create=False, size=size)
+    for index in range(count):
+        q.append("t", f"m{index:06d}" + "x" * (index % 37), block=True, timer=None)
+    q.close()
+
+
+def syncq_put_only(q: SyncQueue, count: int, out: Any) -> None:
+    """A forked child that only writes: *count* puts, each allowed 10 s; reports how many went in."""
+    done = 0
+    try:
+        for _ in range(count):
+            q.put(b"x" * 40, timeout=10)
+            done += 1
+    finally:
+        out.put(done)

@@ -214,3 +214,23 @@ def test_at_most_slots_processes_take_part_at_once() -> None:
     with SyncQueue(name, size=256, slots=2), SyncQueue(name, create=False):
         with pytest.raises(RuntimeError, match="all 2 slots"):
             SyncQueue(name, create=False)
+
+
+def test_pop_without_open_joins_as_a_reader_and_reads_every_message_whole() -> None:
+    # A handle that pops without open() once read at a cursor the writers did not
+    # know of: a writer in another process overwrote what it had not read, and it
+    # read payload bytes as headers.  Now it joins as a reader at its first pop.
+    name, count = fresh_name(), 5000
+    reader = PySyncQ(name, size=256)
+    assert reader.pop() is None  # joins as a reader, at the newest message
+    writer = multiprocessing.get_context("fork").Process(
+        target=procs.pysyncq_append_numbered, args=(name, 256, count))
+    writer.start()
+    received = []
+    while len(received) < count:
+        message = reader.pop(block=True, timer=30)
+        assert message is not None, f"nothing for 30 s after {len(received)} messages"
+        received.append(message[2])
+    writer.join(30)
+    reader.close()
+    assert received == [f"m{index:06d}" + "x" * (index % 37) for index in range(count)]

@@ -253,3 +253,20 @@ def test_one_handle_shared_by_threads() -> None:
         for t in threads:
             t.join()
         assert sorted(got) == sorted(b"%d-%d" % (w, i) for w in range(2) for i in range(2000))
+
+
+def test_a_forked_child_that_only_writes_never_holds_messages_back() -> None:
+    # It used to inherit its parent's reader role: a cursor nothing moved pinned
+    # the ring, and with on_full="block" every writer, the child too, waited on it.
+    q = SyncQueue(fresh_name(), size=512, reader=True)
+    context = multiprocessing.get_context("fork")
+    out = context.Queue()
+    child = context.Process(target=procs.syncq_put_only, args=(q, 200, out))
+    child.start()
+    got = 0
+    while got < 200:
+        q.get(timeout=30)
+        got += 1
+    assert out.get(timeout=30) == 200
+    child.join(30)
+    q.close()

@@ -140,11 +140,18 @@ class Ring:
         return self._slot >= 0  # a forked child's copy is set to -1 at the fork
 
     def ensure_joined(self, reader: bool = False) -> None:
-        """Join if this process has no slot (a forked child of a participant)."""
+        """Join if this process has no slot, or has one without the role the call needs.
+
+        A forked child of a participant joins in the role its first call needs,
+        not its parent's: a child that only writes must not hold a reader's
+        cursor that nothing moves.  A handle that joined to write and now reads
+        joins again as a reader (at its start): reading at a cursor the writers
+        do not know of would let them overwrite what it has not read.
+        """
         if self.closed:
             raise ValueError(f"syncq {self.name!r} is closed")
-        if not self.joined:
-            self.join(reader or self._reader, self._start)
+        if not self.joined or (reader and not self._reader):
+            self.join(reader, self._start)
 
     # -- space -------------------------------------------------------------------------
 
